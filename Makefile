@@ -1,0 +1,81 @@
+# stream-llm build. `make` builds build/streamllm and build/libstreamllm.a;
+# `make check` runs every test (unit, conformance, ASan+UBSan, fuzz smoke).
+# See README.md.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS_BASE = -std=c11 -g $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+              -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -Isrc -pthread
+CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS  += -lm -pthread
+
+CORE_SRC  := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/tokenizer/*.c \
+                               src/model/*.c src/cpu/*.c src/sampler/*.c))
+CLI_SRC   := $(sort $(wildcard src/cli/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
+
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIB       := $(BUILD)/libstreamllm.a
+CLI       := $(BUILD)/streamllm
+
+.PHONY: all tests check test unit conformance asan fuzz clean deps demo bench
+
+all: $(CLI) $(LIB)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(LIB) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+tests: all $(TEST_BIN)
+
+# Unit tests and conformance suite with the normal build.
+test: tests
+	BUILD=$(BUILD) bash tests/run.sh
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang).
+asan:
+	$(MAKE) tests BUILD=build-asan CC=clang OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	BUILD=build-asan SL_SANITIZED=1 bash tests/run.sh
+
+# libFuzzer targets (clang). FUZZ_SECONDS bounds each run.
+FUZZ_SECONDS ?= 600
+FUZZ_CFLAGS = -std=c11 -g -O1 -Isrc -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -pthread \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+build-fuzz/%: fuzz/%.c $(CORE_SRC)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) $< $(CORE_SRC) -lm -o $@
+fuzz: $(FUZZ_BIN)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BIN)
+
+# Everything CI runs, with one grand total (scripts/check.sh).
+check:
+	bash scripts/check.sh
+
+deps:
+	bash scripts/deps.sh
+
+demo: all
+	bash scripts/demo.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# scripts/demo.sh - the main job: generate text with the CPU engine.
+# Uses the real TinyStories model from the shared test data when present;
+# otherwise synthesizes a small random-weight model (its text is gibberish,
+# but every part of the engine runs).
+set -eu
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+make -j"$(nproc)" all
+MODEL="${STREAMLLM_TESTDATA:-../shared/testdata}/models/stories260K.gguf"
+if [ ! -f "$MODEL" ]; then
+    MODEL=build/demo-smollm2-135m-q8_0.gguf
+    [ -f "$MODEL" ] || build/streamllm synth --like smollm2-135m --type Q8_0 -o "$MODEL"
+fi
+build/streamllm info -m "$MODEL" | tail -n 4
+build/streamllm run -m "$MODEL" -p "${PROMPT:-Once upon a time}" -n "${N:-128}" --temp "${TEMP:-0}"
+echo
