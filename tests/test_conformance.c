@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static char tmpdir[] = "/tmp/sl-conformance-XXXXXX";
@@ -93,7 +94,7 @@ static void check_model(const char *model_rel, const char *ref_rel, double tol) 
         return;
     }
 
-    size_t n_ours, n_pref, n_gref;
+    size_t n_ours = 0, n_pref = 0, n_gref = 0;
     float *ours = read_f32(out_path, &n_ours);
     snprintf(path, sizeof path, "%s.prompt_logits.f32", prefix);
     float *pref = read_f32(path, &n_pref);

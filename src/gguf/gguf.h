@@ -140,7 +140,11 @@ sl_gguf_writer *sl_gguf_writer_new(void);
 void sl_gguf_writer_free(sl_gguf_writer *w);
 
 /* Setting a key twice replaces the earlier value (order of first set is kept).
- * Strings and arrays are copied. Return 0, or -1 when out of memory. */
+ * Strings and arrays are copied. Return 0, or -1 when out of memory or the
+ * value is invalid (unknown type, a scalar out of its type's range, array items
+ * not of the element type, arrays nested deeper than SL_GGUF_MAX_ARRAY_DEPTH).
+ * The alignment lives in the key general.alignment (u32; default 32), which
+ * sl_gguf_set_alignment sets; writing fails if it is not a power of two. */
 int sl_gguf_set_u32(sl_gguf_writer *w, const char *key, uint32_t v);
 int sl_gguf_set_i32(sl_gguf_writer *w, const char *key, int32_t v);
 int sl_gguf_set_u64(sl_gguf_writer *w, const char *key, uint64_t v);
@@ -158,7 +162,9 @@ void sl_gguf_remove_key(sl_gguf_writer *w, const char *key);
 void sl_gguf_set_alignment(sl_gguf_writer *w, uint32_t alignment);
 
 /* Adds a tensor. data may be NULL, in which case the fill callback given to
- * write produces its bytes. nbytes is computed from type and shape. */
+ * write produces its bytes. nbytes is computed from type and shape. data is
+ * borrowed: it must stay valid until the file is written. Errors: duplicate
+ * name, name of SL_GGUF_MAX_NAME bytes or more, bad shape or type. */
 int sl_gguf_add_tensor(sl_gguf_writer *w, const char *name, int type, uint32_t n_dims,
                        const int64_t *ne, const void *data, sl_error *err);
 

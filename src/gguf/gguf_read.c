@@ -80,6 +80,7 @@ static uint64_t hash_name(const char *s) {
 static int index_init(name_index *ix, int64_t n) {
     uint64_t cap = 16;
     while (cap < (uint64_t)n * 2) cap *= 2;
+    if (cap > SIZE_MAX / sizeof *ix->slots) return -1;
     ix->slots = calloc((size_t)cap, sizeof *ix->slots);
     ix->mask = cap - 1;
     return ix->slots ? 0 : -1;
@@ -210,12 +211,13 @@ static int read_u64(parser *ps, uint64_t *v) {
     return 0;
 }
 
-static int read_string(parser *ps, sl_gguf_str *s) {
+/* kind names the string in errors: "string", "key", "tensor name". */
+static int read_string(parser *ps, const char *kind, sl_gguf_str *s) {
     uint64_t len;
     if (read_u64(ps, &len)) return -1;
     if (len > remaining(ps))
-        return fail(ps, "string of %" PRIu64 " bytes at offset %zu runs past the end (%zu bytes left)",
-                    len, ps->pos - 8, remaining(ps));
+        return fail(ps, "%s of %" PRIu64 " bytes at offset %zu runs past the end (%zu bytes left)",
+                    kind, len, ps->pos - 8, remaining(ps));
     const unsigned char *p = NULL;
     if (take(ps, len, &p)) return -1;
     s->ptr = (const char *)p;
@@ -226,7 +228,7 @@ static int read_string(parser *ps, sl_gguf_str *s) {
 /* A key or tensor name: a NUL-terminated copy; NUL bytes inside are refused. */
 static int read_name(parser *ps, const char *kind, uint64_t max_len, char **out) {
     sl_gguf_str s;
-    if (read_string(ps, &s)) return -1;
+    if (read_string(ps, kind, &s)) return -1;
     if (s.len > max_len)
         return fail(ps, "%s of %" PRIu64 " bytes is too long (at most %" PRIu64 ")", kind, s.len,
                     max_len);
@@ -271,7 +273,7 @@ static int read_value(parser *ps, sl_gguf_vtype type, sl_gguf_value *v, int dept
         return 0;
     }
     case SL_GGUF_BOOL: { uint8_t x; if (read_u8(ps, &x)) return -1; v->b = x != 0; return 0; }
-    case SL_GGUF_STRING: return read_string(ps, &v->str);
+    case SL_GGUF_STRING: return read_string(ps, "string", &v->str);
     case SL_GGUF_ARRAY: {
         if (depth >= SL_GGUF_MAX_ARRAY_DEPTH)
             return fail(ps, "arrays nested deeper than %d levels", SL_GGUF_MAX_ARRAY_DEPTH);
@@ -364,7 +366,8 @@ static int parse(sl_gguf *g, sl_error *err) {
     if (version == 1) return sl_err(err, "GGUF version 1 is not supported (too old; only 2 and 3)");
     if (version != 2 && version != 3) {
         if ((version & 0xffff) == 0 && version != 0)
-            return sl_err(err, "big-endian GGUF files are not supported");
+            return sl_err(err, "big-endian GGUF files are not supported (version field 0x%08" PRIx32 ")",
+                          version);
         return sl_err(err, "GGUF version %" PRIu32 " is not supported (only 2 and 3)", version);
     }
     g->version = version;
@@ -375,7 +378,7 @@ static int parse(sl_gguf *g, sl_error *err) {
     /* Smallest key/value: 8-byte key length, 4-byte type, 1-byte value. */
     if (n_kv > remaining(&ps) / 13)
         return sl_err(err, "GGUF header claims %" PRIu64 " key/value pairs, more than the %zu bytes "
-                      "that follow can hold", n_kv, remaining(&ps));
+                      "that follow can hold (truncated or corrupt file)", n_kv, remaining(&ps));
 
     /* ---- key/value pairs ---- */
     g->n_kv = (int64_t)n_kv;
@@ -418,7 +421,7 @@ static int parse(sl_gguf *g, sl_error *err) {
     /* Smallest info: 8-byte name length, n_dims, one ne, type, offset. */
     if (n_tensors > remaining(&ps) / 32)
         return sl_err(err, "GGUF header claims %" PRIu64 " tensors, more than the %zu bytes that "
-                      "follow can hold", n_tensors, remaining(&ps));
+                      "follow can hold (truncated or corrupt file)", n_tensors, remaining(&ps));
     g->n_tensors = (int64_t)n_tensors;
     if (n_tensors) {
         g->tensors = calloc((size_t)n_tensors, sizeof *g->tensors);
@@ -448,8 +451,9 @@ static int parse(sl_gguf *g, sl_error *err) {
         }
         uint32_t type;
         if (read_u32(&ps, &type) || read_u64(&ps, &t->offset)) return -1;
-        t->type = type > INT32_MAX ? -1 : (int)type;
-        if (type > INT32_MAX) return fail(&ps, "tensor has unknown type id %" PRIu32, type);
+        if (type > INT32_MAX)
+            return sl_err(err, "tensor '%s' has unknown type id %" PRIu32, name, type);
+        t->type = (int)type;
         if (sl_gguf_tensor_nbytes(name, t->type, t->n_dims, t->ne, &t->nbytes, err)) return -1;
         if (t->offset % g->alignment != 0)
             return sl_err(err, "tensor '%s' has offset %" PRIu64 ", not a multiple of the alignment %"
@@ -691,6 +695,7 @@ int sl_gguf_add_split_part(sl_gguf *g, sl_gguf *part, sl_error *err) {
 
     int64_t n = g->n_tensors + part->n_tensors;
     if (part->n_tensors == 0) return 0;
+    if ((uint64_t)n > SIZE_MAX / sizeof *g->tensors) return sl_err(err, "too many tensors");
     sl_gguf_tensor *tensors = realloc(g->tensors, (size_t)n * sizeof *tensors);
     if (!tensors) return sl_err(err, "out of memory");
     g->tensors = tensors;

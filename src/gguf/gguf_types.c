@@ -23,36 +23,6 @@ static const struct {
     [SL_GGUF_FLOAT64] = {"f64", 8},
 };
 
-/* TEMPORARY until src/quant exists: the ggml block layouts quant.h lists.
- * Will be replaced by sl_type_get / sl_type_name. */
-static const sl_type_info tmp_types[] = {
-    {"F32", 1, 4, SL_TYPE_F32, false},      {"F16", 1, 2, SL_TYPE_F16, false},
-    {"Q4_0", 32, 18, SL_TYPE_Q8_0, true},   {"Q4_1", 32, 20, SL_TYPE_Q8_1, true},
-    {NULL, 0, 0, 0, 0},                     {NULL, 0, 0, 0, 0},
-    {"Q5_0", 32, 22, SL_TYPE_Q8_0, true},   {"Q5_1", 32, 24, SL_TYPE_Q8_1, true},
-    {"Q8_0", 32, 34, SL_TYPE_Q8_0, true},   {"Q8_1", 32, 36, SL_TYPE_Q8_1, true},
-    {"Q2_K", 256, 84, SL_TYPE_Q8_K, true},  {"Q3_K", 256, 110, SL_TYPE_Q8_K, true},
-    {"Q4_K", 256, 144, SL_TYPE_Q8_K, true}, {"Q5_K", 256, 176, SL_TYPE_Q8_K, true},
-    {"Q6_K", 256, 210, SL_TYPE_Q8_K, true}, {"Q8_K", 256, 292, SL_TYPE_Q8_K, true},
-};
-static const sl_type_info tmp_iq4_nl = {"IQ4_NL", 32, 18, SL_TYPE_Q8_0, true};
-static const sl_type_info tmp_bf16 = {"BF16", 1, 2, SL_TYPE_BF16, false};
-static const sl_type_info *tensor_type_get(int type) {
-    if (type >= 0 && type < (int)(sizeof tmp_types / sizeof tmp_types[0]) && tmp_types[type].name)
-        return &tmp_types[type];
-    if (type == SL_TYPE_IQ4_NL) return &tmp_iq4_nl;
-    if (type == SL_TYPE_BF16) return &tmp_bf16;
-    return NULL;
-}
-static const char *tensor_type_name(int type) {
-    const sl_type_info *t = tensor_type_get(type);
-    if (t) return t->name;
-    if (type == 16) return "IQ2_XXS";
-    return NULL;
-}
-#define sl_type_get tensor_type_get
-#define sl_type_name tensor_type_name
-
 const char *sl_gguf_vtype_name(sl_gguf_vtype t) {
     if ((unsigned)t >= SL_GGUF_VTYPE_COUNT) return "unknown";
     return vtypes[t].name;

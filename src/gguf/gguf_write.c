@@ -94,24 +94,28 @@ static int measure_value(const sl_gguf_value *v, int depth, uint64_t *items, uin
 static void copy_value(sl_gguf_value *dst, const sl_gguf_value *src, sl_gguf_value **items,
                        unsigned char **raw) {
     *dst = *src;
+    /* Empty strings and arrays point nowhere (the storage may not exist). */
     if (src->type == SL_GGUF_STRING) {
-        if (src->str.len) memcpy(*raw, src->str.ptr, (size_t)src->str.len);
-        dst->str.ptr = (const char *)*raw;
-        *raw += src->str.len;
+        dst->str.ptr = src->str.len ? (const char *)*raw : "";
+        if (src->str.len) {
+            memcpy(*raw, src->str.ptr, (size_t)src->str.len);
+            *raw += src->str.len;
+        }
     } else if (src->type == SL_GGUF_ARRAY) {
         size_t elem_size = sl_gguf_vtype_size(src->arr.elem_type);
+        dst->arr.data = NULL;
+        dst->arr.items = NULL;
+        if (src->arr.n == 0) return;
         if (elem_size) {
             size_t bytes = (size_t)src->arr.n * elem_size;
-            if (bytes) memcpy(*raw, src->arr.data, bytes);
+            memcpy(*raw, src->arr.data, bytes);
             dst->arr.data = *raw;
-            dst->arr.items = NULL;
             *raw += bytes;
         } else {
             sl_gguf_value *mine = *items;
             *items += src->arr.n;
             for (uint64_t i = 0; i < src->arr.n; i++) copy_value(&mine[i], &src->arr.items[i], items, raw);
-            dst->arr.items = src->arr.n ? mine : NULL;
-            dst->arr.data = NULL;
+            dst->arr.items = mine;
         }
     }
 }
@@ -133,7 +137,7 @@ int sl_gguf_set_value(sl_gguf_writer *w, const char *key, const sl_gguf_value *v
     }
     sl_gguf_value copy;
     sl_gguf_value *items = storage;
-    unsigned char *raw = (unsigned char *)storage + items_bytes;
+    unsigned char *raw = storage ? (unsigned char *)storage + items_bytes : NULL;
     copy_value(&copy, v, &items, &raw);
 
     int64_t i = find_kv(w, key);

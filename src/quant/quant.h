@@ -48,7 +48,9 @@ const sl_type_info *sl_type_get(int type);
 /* "Q4_0"... or NULL for unsupported ids; known-but-unsupported ggml ids
  * (e.g. IQ2_XXS) still get their name so errors can say what they are. */
 const char *sl_type_name(int type);
-/* Parses a name such as "Q4_0" or "q4_k" (case-insensitive). -1 if unknown. */
+/* Parses a name such as "Q4_0" or "q4_k" (case-insensitive). -1 if unknown.
+ * Known-but-unsupported names (e.g. "IQ2_XXS") give their id too: check
+ * sl_type_get() before computing with it. */
 int sl_type_from_name(const char *name);
 /* Bytes of a row of n elements; 0 if n is not a multiple of the block size or
  * the type is unsupported. */
@@ -60,24 +62,38 @@ uint16_t sl_f32_to_f16(float f);     /* round to nearest even */
 float sl_bf16_to_f32(uint16_t h);
 uint16_t sl_f32_to_bf16(float f);    /* round to nearest even, NaN kept quiet */
 
-/* Dequantizes n elements of `type` from src to dst. */
+/* Dequantizes n elements of `type` from src to dst. With an unsupported type
+ * or an n that is not a multiple of the block size, dst gets n NaNs. */
 void sl_dequantize_row(sl_type type, const void *src, float *dst, int64_t n);
 
 /* Reference quantizer: n floats to `type` (every type above, including the
- * activation formats Q8_0/Q8_1/Q8_K and F32/F16/BF16). Returns bytes written. */
+ * activation formats Q8_0/Q8_1/Q8_K and F32/F16/BF16). Returns bytes written,
+ * 0 for an unsupported type or an n that is not a multiple of the block size.
+ * Uses SIMD where available for the activation formats, with results identical
+ * to the scalar code for finite input. */
 size_t sl_quantize_row(sl_type type, const float *src, void *dst, int64_t n);
 
 /* Dot product of a weight row of `type` with an activation row already in
  * sl_type_get(type)->vec_dot_type format, both of n elements. Uses the fastest
- * available kernel. */
+ * available kernel. Activations must come from sl_quantize_row (8-bit quants in
+ * -127..127). NaN for an unsupported type or a bad n. */
 float sl_vec_dot(sl_type type, int64_t n, const void *w, const void *act);
 
 /* The same with the portable scalar kernel, for testing the fast ones. */
 float sl_vec_dot_ref(sl_type type, int64_t n, const void *w, const void *act);
 
+/* The kernel sl_vec_dot uses for `type` (NULL if unsupported), for hot loops
+ * that look it up once; n must be a multiple of the block size. */
+typedef float (*sl_vec_dot_fn)(int64_t n, const void *w, const void *act);
+sl_vec_dot_fn sl_vec_dot_kernel(sl_type type);
+
 /* Name of the kernel family sl_vec_dot uses on this CPU ("avx512", "avx2", "scalar", ...). */
 const char *sl_quant_backend(void);
 /* Forces the scalar kernels (tests, benchmarks). */
 void sl_quant_force_scalar(bool on);
+/* Selects a kernel family by name ("scalar", "avx2", "avx512"), or the best one
+ * for NULL or "auto". Returns 0, or -1 (no change) when this CPU or build lacks
+ * it. For tests and benchmarks; not thread-safe against running kernels. */
+int sl_quant_set_backend(const char *name);
 
 #endif

@@ -8,6 +8,7 @@
 #ifndef SL_QUANT_IMPL_H
 #define SL_QUANT_IMPL_H
 
+#include <float.h>
 #include <string.h>
 
 #include "quant/quant.h"
@@ -81,6 +82,19 @@ static inline int sl_round_int(float f) {
     return (int)(u & 0x007fffffu) - 0x00400000;
 }
 
+/* 127/amax, the multiplier of the 8-bit activation quantizers (Q8_0/Q8_1),
+ * and -127/max for Q8_K: kept finite when a tiny amax would overflow it, so
+ * the scalar and SIMD roundings agree (and the block quantizes to zeros). */
+static inline float sl_q8_multiplier(float amax) {
+    if (amax == 0.0f) return 0.0f;
+    float id = 127.0f / amax;
+    return id <= FLT_MAX ? id : FLT_MAX;
+}
+static inline float sl_q8k_multiplier(float max) {
+    float id = -127.0f / max;
+    return id > FLT_MAX ? FLT_MAX : id < -FLT_MAX ? -FLT_MAX : id;
+}
+
 /* The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block. */
 static inline void sl_get_scale_min_k4(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
     if (j < 4) {
@@ -104,26 +118,25 @@ static inline void sl_q3k_scales(const uint8_t *packed, int8_t out[16]) {
 /* ---- kernels ------------------------------------------------------------ */
 
 /* n is a multiple of the type's block size (checked by the caller). */
-typedef float (*sl_vec_dot_fn)(int64_t n, const void *w, const void *act);
 typedef void (*sl_quantize_fn)(const float *src, void *dst, int64_t n);
 typedef void (*sl_dequantize_fn)(const void *src, float *dst, int64_t n);
 
-/* Portable reference kernels (quant_ref.c), indexed by type id (NULL if none). */
-sl_vec_dot_fn sl_ref_vec_dot_fn(sl_type type);
-sl_quantize_fn sl_ref_quantize_fn(sl_type type);
-sl_dequantize_fn sl_ref_dequantize_fn(sl_type type);
-
-/* Fast kernel sets (quant_x86.c). Each fills the entries it has, leaving the
- * others untouched. Types are indexed by id, tables have SL_TYPE_COUNT entries. */
+/* A kernel set, indexed by type id; NULL where the set has no kernel. Fast
+ * quantizers must be bit-identical to the reference ones (for finite input). */
 typedef struct sl_kernel_table {
     sl_vec_dot_fn vec_dot[SL_TYPE_COUNT];
-    sl_quantize_fn quantize[SL_TYPE_COUNT]; /* bit-identical to the reference */
+    sl_quantize_fn quantize[SL_TYPE_COUNT];
     sl_dequantize_fn dequantize[SL_TYPE_COUNT];
 } sl_kernel_table;
 
+/* Portable scalar kernels, complete for every supported type (quant_ref.c). */
+extern const sl_kernel_table sl_kernels_ref;
+
 #if defined(__x86_64__)
-void sl_kernels_avx2(sl_kernel_table *t);
-void sl_kernels_avx512(sl_kernel_table *t);
+/* quant_x86.c: AVX2+FMA+F16C, and AVX-512 F/BW/VL/VNNI (which also holds the
+ * AVX2 kernels it does not replace). */
+extern const sl_kernel_table sl_kernels_avx2;
+extern const sl_kernel_table sl_kernels_avx512;
 #endif
 
 #endif

@@ -3,7 +3,9 @@
  * Order, as in llama.cpp's default chain: penalties (repetition, frequency,
  * presence, over the last repeat_last_n accepted tokens), then top-k, top-p,
  * min-p, temperature, and a seeded draw. temp <= 0 means greedy (argmax, the
- * lowest id on ties). Same seed and same logits give the same tokens. */
+ * lowest id on ties). Same seed and same logits give the same tokens on every
+ * platform (xoshiro256** seeded by splitmix64; probabilities computed in
+ * double without libm). */
 #ifndef SL_SAMPLER_H
 #define SL_SAMPLER_H
 
@@ -29,10 +31,22 @@ typedef struct sl_sampler sl_sampler;
 
 sl_sampler *sl_sampler_new(const sl_sampler_params *p, int32_t n_vocab, sl_error *err);
 void sl_sampler_free(sl_sampler *s);
-/* Picks a token from logits[n_vocab] (not modified). */
+/* Picks a token from logits[n_vocab] (not modified). NaN logits count as
+ * -inf; if no token has a logit above -inf, the result is 0. -1 only for a
+ * NULL argument. */
 int32_t sl_sampler_sample(sl_sampler *s, const float *logits);
-/* Records a token (prompt or generated) in the penalty history. */
+/* The tokens the next sl_sampler_sample would draw from, after penalties
+ * and filters, best first, with their probabilities after temperature
+ * (greedy: the argmax alone, probability 1). Writes up to max of them to
+ * ids/probs (either may be NULL) and returns how many there are in all.
+ * Draws nothing: the random state is left as it was. For tests and for
+ * showing alternatives (log-probabilities) to a user. */
+int32_t sl_sampler_candidates(sl_sampler *s, const float *logits, int32_t *ids, float *probs,
+                              int32_t max);
+/* Records a token (prompt or generated) in the penalty history; ids outside
+ * [0, n_vocab) are ignored. */
 void sl_sampler_accept(sl_sampler *s, int32_t id);
+/* Forgets the history and restarts the random sequence from the seed. */
 void sl_sampler_reset(sl_sampler *s);
 
 #endif

@@ -39,11 +39,19 @@ sl_tok_kind sl_tokenizer_kind(const sl_tokenizer *t);
 int32_t sl_tokenizer_n_vocab(const sl_tokenizer *t);
 int32_t sl_tokenizer_bos(const sl_tokenizer *t); /* -1 if none */
 int32_t sl_tokenizer_eos(const sl_tokenizer *t); /* -1 if none */
+int32_t sl_tokenizer_eot(const sl_tokenizer *t); /* -1 if none */
+int32_t sl_tokenizer_unk(const sl_tokenizer *t); /* -1 if none */
+int32_t sl_tokenizer_pad(const sl_tokenizer *t); /* -1 if none */
 bool sl_tokenizer_add_bos(const sl_tokenizer *t);
 bool sl_tokenizer_add_eos(const sl_tokenizer *t);
+/* SPM: a space is put before the text (and taken back when detokenizing). */
+bool sl_tokenizer_add_space_prefix(const sl_tokenizer *t);
 /* End of generation: EOS, EOT, <|im_end|>, <end_of_turn>, ... */
 bool sl_tokenizer_is_eog(const sl_tokenizer *t, int32_t id);
+/* SL_TOKTYPE_* as the tokenizer treats the token (llama.cpp turns some
+ * tokens into control tokens, e.g. end-of-turn markers); 0 if undefined. */
 int sl_tokenizer_token_type(const sl_tokenizer *t, int32_t id);
+float sl_tokenizer_score(const sl_tokenizer *t, int32_t id);
 /* The vocabulary entry as stored in the GGUF (e.g. "\u2581the", "<0x0A>", "Ġthe"). */
 const char *sl_tokenizer_token_text(const sl_tokenizer *t, int32_t id);
 /* Looks a vocabulary entry up by its exact text; -1 if absent. */
@@ -63,12 +71,15 @@ int sl_tokenize(const sl_tokenizer *t, const char *text, size_t len, bool add_sp
 size_t sl_token_to_piece(const sl_tokenizer *t, int32_t id, bool render_special, const char **piece);
 
 /* Streaming detokenizer: turns a sequence of ids into text that is always
- * valid UTF-8, holding back bytes of a character that spans tokens. It also
- * drops the leading space SentencePiece adds to the first word. */
+ * valid UTF-8, holding back bytes of a character that spans tokens (invalid
+ * bytes become U+FFFD). At the start of a text it also drops the leading space
+ * SentencePiece adds to the first word, as llama.cpp's detokenizer does; when
+ * the ids continue text already shown (generated tokens after a prompt), set
+ * at_start = false after sl_detok_init so that a leading space is kept. */
 typedef struct sl_detok {
     const sl_tokenizer *tok;
     bool render_special;
-    bool at_start;      /* no text produced yet */
+    bool at_start;      /* no text produced yet: drop the SPM space prefix */
     uint8_t held[8];    /* bytes of an incomplete character */
     int n_held;
 } sl_detok;
@@ -79,10 +90,12 @@ void sl_detok_init(sl_detok *d, const sl_tokenizer *t, bool render_special);
 size_t sl_detok_push(sl_detok *d, int32_t id, char *out, size_t cap);
 /* Emits what is held at the end (invalid bytes become U+FFFD). */
 size_t sl_detok_flush(sl_detok *d, char *out, size_t cap);
-/* Longest piece in bytes, for sizing buffers. */
+/* Bytes one sl_detok_push can produce at most (longest piece, held bytes,
+ * invalid bytes expanded to U+FFFD), for sizing buffers. */
 size_t sl_tokenizer_max_piece(const sl_tokenizer *t);
 
-/* Decodes a whole id sequence into a malloc'd NUL-terminated string. */
+/* Decodes a whole id sequence into a malloc'd NUL-terminated string, as the
+ * streaming detokenizer would (NULL when out of memory). */
 char *sl_detokenize(const sl_tokenizer *t, const int32_t *ids, size_t n, bool render_special);
 
 #endif

@@ -1,0 +1,121 @@
+/* quant_dispatch.c - the public row functions: argument checks, and the choice
+ * (once, by CPU features) between the scalar kernels and the SIMD ones. */
+#include <math.h>
+#include <stdatomic.h>
+
+#include "quant/quant_impl.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+enum { LEVEL_UNKNOWN = -1, LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_AVX512 = 2 };
+
+static atomic_int detected_level = LEVEL_UNKNOWN;
+static atomic_bool force_scalar = false;
+static atomic_int level_cap = LEVEL_AVX512; /* sl_quant_set_backend's choice */
+
+static int detect_level(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    unsigned eax, ebx, ecx, edx;
+    /* F16C is not a __builtin_cpu_supports name in every compiler: ask cpuid. */
+    bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+        return LEVEL_AVX512;
+    }
+    if (avx2) return LEVEL_AVX2;
+#endif
+    return LEVEL_SCALAR;
+}
+
+static int cpu_level(void) {
+    int level = atomic_load_explicit(&detected_level, memory_order_relaxed);
+    if (level == LEVEL_UNKNOWN) {
+        level = detect_level();
+        atomic_store_explicit(&detected_level, level, memory_order_relaxed);
+    }
+    return level;
+}
+
+static int current_level(void) {
+    if (atomic_load_explicit(&force_scalar, memory_order_relaxed)) return LEVEL_SCALAR;
+    int level = cpu_level(), cap = atomic_load_explicit(&level_cap, memory_order_relaxed);
+    return level < cap ? level : cap;
+}
+
+static const sl_kernel_table *fast_table(void) {
+    switch (current_level()) {
+#if defined(__x86_64__)
+    case LEVEL_AVX512: return &sl_kernels_avx512;
+    case LEVEL_AVX2: return &sl_kernels_avx2;
+#endif
+    default: return NULL;
+    }
+}
+
+const char *sl_quant_backend(void) {
+    switch (current_level()) {
+    case LEVEL_AVX512: return "avx512";
+    case LEVEL_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
+void sl_quant_force_scalar(bool on) { atomic_store(&force_scalar, on); }
+
+int sl_quant_set_backend(const char *name) {
+    int want;
+    if (name == NULL || strcmp(name, "auto") == 0) want = LEVEL_AVX512;
+    else if (strcmp(name, "scalar") == 0) want = LEVEL_SCALAR;
+    else if (strcmp(name, "avx2") == 0) want = LEVEL_AVX2;
+    else if (strcmp(name, "avx512") == 0) want = LEVEL_AVX512;
+    else return -1;
+    bool exact = name != NULL && strcmp(name, "auto") != 0;
+    if (exact && cpu_level() < want) return -1;
+    atomic_store(&level_cap, want);
+    return 0;
+}
+
+/* The block size of a supported type when n is a valid element count, else 0. */
+static int valid_count(sl_type type, int64_t n) {
+    const sl_type_info *info = sl_type_get((int)type);
+    if (info == NULL || n < 0 || n % info->block_size != 0) return 0;
+    return info->block_size;
+}
+
+void sl_dequantize_row(sl_type type, const void *src, float *dst, int64_t n) {
+    if (!valid_count(type, n)) {
+        for (int64_t i = 0; i < n; i++) dst[i] = NAN;
+        return;
+    }
+    const sl_kernel_table *fast = fast_table();
+    sl_dequantize_fn fn = fast && fast->dequantize[type] ? fast->dequantize[type] : sl_kernels_ref.dequantize[type];
+    fn(src, dst, n);
+}
+
+size_t sl_quantize_row(sl_type type, const float *src, void *dst, int64_t n) {
+    if (!valid_count(type, n)) return 0;
+    const sl_kernel_table *fast = fast_table();
+    sl_quantize_fn fn = fast && fast->quantize[type] ? fast->quantize[type] : sl_kernels_ref.quantize[type];
+    fn(src, dst, n);
+    return sl_row_size(type, n);
+}
+
+sl_vec_dot_fn sl_vec_dot_kernel(sl_type type) {
+    if (sl_type_get((int)type) == NULL) return NULL;
+    const sl_kernel_table *fast = fast_table();
+    return fast && fast->vec_dot[type] ? fast->vec_dot[type] : sl_kernels_ref.vec_dot[type];
+}
+
+float sl_vec_dot(sl_type type, int64_t n, const void *w, const void *act) {
+    if (!valid_count(type, n)) return NAN;
+    return sl_vec_dot_kernel(type)(n, w, act);
+}
+
+float sl_vec_dot_ref(sl_type type, int64_t n, const void *w, const void *act) {
+    if (!valid_count(type, n)) return NAN;
+    return sl_kernels_ref.vec_dot[type](n, w, act);
+}

@@ -1,0 +1,717 @@
+/* quant_x86.c - x86-64 SIMD kernels: AVX2 (+FMA, F16C) and AVX-512 (F, BW,
+ * VL, VNNI), compiled with per-function target attributes so the file builds
+ * with plain -O2; quant_dispatch.c picks a set once by CPU features.
+ *
+ * Integer inner sums are exact, as in the reference kernels. The K-quant dots
+ * reduce each super-block to integers and then scale it exactly as the
+ * reference does, so they give the reference's result bit for bit; the
+ * 32-element formats accumulate scaled lanes in float (as ggml's SIMD code
+ * does), which differs from the reference only by float rounding. Activation
+ * quantizers are bit-identical to the reference ones for finite input.
+ *
+ * The 8-bit activations must lie in -127..127 (as sl_quantize_row makes them):
+ * kernels using the _mm256_sign_epi8 trick would be wrong for -128. */
+#include "quant/quant_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* ======================= helpers ======================= */
+
+TARGET_AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET_AVX2 static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TARGET_AVX2 static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+TARGET_AVX2 static inline float f16_at(const uint8_t *p) { return _cvtsh_ss(sl_load_u16(p)); }
+
+/* Sum of the 16-bit pairs of an int16 vector, as int32 lanes. */
+TARGET_AVX2 static inline __m256i sum_pairs_i16(__m256i v) {
+    return _mm256_madd_epi16(v, _mm256_set1_epi16(1));
+}
+
+/* Signed int8 dot in int32 lanes (4 products each), x and y in -127..127
+ * for y (x may be -128). */
+TARGET_AVX2 static inline __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return sum_pairs_i16(p);
+}
+
+/* The 32 nibbles of 16 bytes as bytes: low nibbles first, then high ones. */
+TARGET_AVX2 static inline __m256i nibbles_32(const uint8_t *p) {
+    __m128i q = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* Q4_K/Q5_K packed 6-bit scales and mins, as 8 bytes each (low byte first). */
+static inline void unpack_scale_min_k4(const uint8_t packed[12], uint64_t *scales, uint64_t *mins) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, packed, 4);
+    memcpy(&u1, packed + 4, 4);
+    memcpy(&u2, packed + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    uint32_t m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *scales = s_lo | ((uint64_t)s_hi << 32);
+    *mins = m_lo | ((uint64_t)m_hi << 32);
+}
+
+/* sum_j mins[j] * (bsums[2j] + bsums[2j+1]) for Q4_K/Q5_K. */
+TARGET_AVX2 static inline int k4_min_sum(uint64_t mins, const block_q8_K *y) {
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mins));
+    __m256i m_pairs = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)); /* m_j in both halves */
+    __m256i bsums = _mm256_loadu_si256((const __m256i *)y->bsums);
+    return hsum_epi32(_mm256_madd_epi16(bsums, m_pairs));
+}
+
+/* ======================= AVX2: activation quantizers ======================= */
+
+/* Rounds (ties to even) 4x8 floats times `mul` to int8, saturating; also
+ * returns their int32 sums per lane in *lane_sums when it is not NULL. */
+TARGET_AVX2 static inline __m256i round_to_i8(const __m256 v[4], __m256 mul, __m256i *lane_sums) {
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[0], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[1], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[2], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[3], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (lane_sums) *lane_sums = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    __m256i p01 = _mm256_packs_epi32(i0, i1); /* 0-3 8-11 | 4-7 12-15 */
+    __m256i p23 = _mm256_packs_epi32(i2, i3);
+    __m256i p = _mm256_packs_epi16(p01, p23); /* 0-3 8-11 16-19 24-27 | 4-7 12-15 20-23 28-31 */
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+TARGET_AVX2 static float load_absmax_32(const float *x, __m256 v[4]) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        /* the running max as second operand: NaNs are skipped as in the reference */
+        amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), amax);
+    }
+    return hmax_ps(amax);
+}
+
+TARGET_AVX2 static void quant_q8_0_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_0 *y = dst;
+    for (int64_t i = 0; i < n / 32; i++, src += 32) {
+        __m256 v[4];
+        float amax = load_absmax_32(src, v);
+        float id = sl_q8_multiplier(amax);
+        __m256i q = round_to_i8(v, _mm256_set1_ps(id), NULL);
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        sl_store_u16(y[i].d, sl_f32_to_f16(amax / 127.0f));
+    }
+}
+
+TARGET_AVX2 static void quant_q8_1_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_1 *y = dst;
+    for (int64_t i = 0; i < n / 32; i++, src += 32) {
+        __m256 v[4];
+        float amax = load_absmax_32(src, v);
+        float id = sl_q8_multiplier(amax);
+        __m256i sums;
+        __m256i q = round_to_i8(v, _mm256_set1_ps(id), &sums);
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        float d = amax / 127.0f;
+        sl_store_u16(y[i].d, sl_f32_to_f16(d));
+        sl_store_u16(y[i].s, sl_f32_to_f16(d * (float)hsum_epi32(sums)));
+    }
+}
+
+TARGET_AVX2 static void quant_q8_K_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_K *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        __m256 amax8 = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8) amax8 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), amax8);
+        float amax = hmax_ps(amax8);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0.0f; /* the first element of largest magnitude, with its sign */
+        for (int j = 0; j < QK_K; j++) {
+            if (fabsf(src[j]) == amax) {
+                max = src[j];
+                break;
+            }
+        }
+        float iscale = sl_q8k_multiplier(max);
+        __m256 mul = _mm256_set1_ps(iscale);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256 v[4];
+            for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(src + j + 8 * k);
+            __m256i q = round_to_i8(v, mul, NULL);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            /* the two 16-element sums of this 32 */
+            __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q); /* 16 x i16 */
+            __m256i quads = sum_pairs_i16(pairs);                        /* 8 x i32, 4 each */
+            __m128i lo = _mm256_castsi256_si128(quads), hi = _mm256_extracti128_si256(quads, 1);
+            int s0 = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), lo));
+            int s1 = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), hi));
+            sl_store_i16(y[i].bsums + 2 * (j / 16), (int16_t)s0);
+            sl_store_i16(y[i].bsums + 2 * (j / 16 + 1), (int16_t)s1);
+        }
+        sl_store_f32(y[i].d, 1.0f / iscale);
+    }
+}
+
+TARGET_AVX2 static void quant_f16_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *out = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(out + 2 * i), h);
+    }
+    for (; i < n; i++) sl_store_u16(out + 2 * i, sl_f32_to_f16(src[i]));
+}
+
+/* ======================= AVX2: dot products ======================= */
+
+TARGET_AVX2 static float dot_f32_avx2(int64_t n, const void *w, const void *act) {
+    const float *x = w, *y = act; /* unaligned float loads go through loadu */
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    const uint8_t *xb = w, *yb = act;
+    for (; i < n; i++) sum += sl_load_f32(xb + 4 * i) * sl_load_f32(yb + 4 * i);
+    return sum;
+}
+
+TARGET_AVX2 static inline __m256 load_f16x8(const uint8_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+TARGET_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *act) {
+    const uint8_t *x = w, *y = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(load_f16x8(x + 2 * i), load_f16x8(y + 2 * i), acc0);
+        acc1 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 16), load_f16x8(y + 2 * i + 16), acc1);
+        acc2 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 32), load_f16x8(y + 2 * i + 32), acc2);
+        acc3 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 48), load_f16x8(y + 2 * i + 48), acc3);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16x8(x + 2 * i), load_f16x8(y + 2 * i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += f16_at(x + 2 * i) * f16_at(y + 2 * i);
+    return sum;
+}
+
+TARGET_AVX2 static inline __m256 load_bf16x8(const uint8_t *p) {
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+TARGET_AVX2 static float dot_bf16_avx2(int64_t n, const void *w, const void *act) {
+    const uint8_t *x = w, *y = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_bf16x8(x + 2 * i), load_bf16x8(y + 2 * i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16x8(x + 2 * i + 16), load_bf16x8(y + 2 * i + 16), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += sl_bf16_to_f32(sl_load_u16(x + 2 * i)) * sl_bf16_to_f32(sl_load_u16(y + 2 * i));
+    return sum;
+}
+
+TARGET_AVX2 static float dot_q8_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q8_0 *x = w;
+    const block_q8_0 *y = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i + 1].d) * f16_at(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_0 block times Q8_0 block: int32 lanes of sum (q-8)*y. */
+TARGET_AVX2 static inline __m256i q4_0_block_dot(const block_q4_0 *x, const block_q8_0 *y) {
+    __m256i q = _mm256_sub_epi8(nibbles_32(x->qs), _mm256_set1_epi8(8));
+    return dot_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+}
+
+TARGET_AVX2 static float dot_q4_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q4_0 *x = w;
+    const block_q8_0 *y = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = q4_0_block_dot(&x[i], &y[i]);
+        __m256i p1 = q4_0_block_dot(&x[i + 1], &y[i + 1]);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i + 1].d) * f16_at(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p = q4_0_block_dot(&x[i], &y[i]);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* The 32 fifth bits of a Q5_0/Q5_1 block (bit j for element j) as 0x10 bytes. */
+TARGET_AVX2 static inline __m256i q5_high_bits(const uint8_t qh[4]) {
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    /* byte k of the result takes byte k/8 of bits, then tests bit k%8 */
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                         _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                                            0x0303030303030303LL));
+    __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+TARGET_AVX2 static float dot_q5_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q5_0 *x = w;
+    const block_q8_0 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i q = _mm256_or_si256(nibbles_32(x[i].qs), q5_high_bits(x[i].qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Unsigned quants (0..31) times int8: int32 lanes. */
+TARGET_AVX2 static inline __m256i dot_u8_i8(__m256i q, __m256i y) {
+    return sum_pairs_i16(_mm256_maddubs_epi16(q, y));
+}
+
+TARGET_AVX2 static float dot_q4_1_avx2(int64_t n, const void *w, const void *act) {
+    const block_q4_1 *x = w;
+    const block_q8_1 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i p = dot_u8_i8(nibbles_32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+        mins += f16_at(x[i].m) * f16_at(y[i].s);
+    }
+    return hsum_ps(acc) + mins;
+}
+
+TARGET_AVX2 static float dot_q5_1_avx2(int64_t n, const void *w, const void *act) {
+    const block_q5_1 *x = w;
+    const block_q8_1 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i q = _mm256_or_si256(nibbles_32(x[i].qs), q5_high_bits(x[i].qh));
+        __m256i p = dot_u8_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+        mins += f16_at(x[i].m) * f16_at(y[i].s);
+    }
+    return hsum_ps(acc) + mins;
+}
+
+TARGET_AVX2 static float dot_iq4_nl_avx2(int64_t n, const void *w, const void *act) {
+    const block_iq4_nl *x = w;
+    const block_q8_0 *y = act;
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sl_iq4nl_values));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i q = _mm256_shuffle_epi8(table, nibbles_32(x[i].qs));
+        __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Broadcasts 16-bit lane j (0..7) of the 128-bit s to every 16-bit lane. */
+TARGET_AVX2 static inline __m256i broadcast_i16(__m256i s, int j) {
+    return _mm256_shuffle_epi8(s, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
+}
+
+TARGET_AVX2 static float dot_q4_K_avx2(int64_t n, const void *w, const void *act) {
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint64_t sc8, mins8;
+        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
+        int summs = k4_min_sum(mins8, &y[i]);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k + 32));
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), y0);
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), y1);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, broadcast_i16(sc, 2 * k)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, broadcast_i16(sc, 2 * k + 1)));
+        }
+        int isum = hsum_epi32(acc);
+        float yd = sl_load_f32(y[i].d);
+        sum += f16_at(x[i].d) * yd * isum - f16_at(x[i].dmin) * yd * summs;
+    }
+    return sum;
+}
+
+TARGET_AVX2 static float dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
+    const block_q5_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit0 = _mm256_set1_epi8(0x01), bit1 = _mm256_set1_epi8(0x02);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint64_t sc8, mins8;
+        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
+        int summs = k4_min_sum(mins8, &y[i]);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        __m256i h = _mm256_loadu_si256((const __m256i *)x[i].qh); /* bit 2k, 2k+1 of h: chunk k */
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(_mm256_and_si256(h, bit0), 4));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(h, bit1), 3));
+            h = _mm256_srli_epi16(h, 2);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k + 32));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), broadcast_i16(sc, 2 * k)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), broadcast_i16(sc, 2 * k + 1)));
+        }
+        int isum = hsum_epi32(acc);
+        float yd = sl_load_f32(y[i].d);
+        sum += f16_at(x[i].d) * yd * isum - f16_at(x[i].dmin) * yd * summs;
+    }
+    return sum;
+}
+
+/* Q6_K: 32 * sum_sb scale[sb] * bsum[sb], the correction for storing q+32. */
+TARGET_AVX2 static inline int q6k_offset_sum(__m256i sc16, const block_q8_K *y) {
+    return 32 * hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16));
+}
+
+TARGET_AVX2 static float dot_q6_K_avx2(int64_t n, const void *w, const void *act) {
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        int offset = q6k_offset_sum(sc16, &y[i]);
+        /* 128-bit lane h of the 16 scales, in both lanes */
+        __m256i sc_halves[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const int8_t *q8 = y[i].qs + 128 * h;
+            __m256i a = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i b = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            __m256i sc_half = sc_halves[h];
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
+                /* sub-blocks 2k and 2k+1 of this half: their scales in the low and high lane */
+                __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))),
+                                                _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))));
+                __m256i s = _mm256_shuffle_epi8(sc_half, pick);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+            }
+        }
+        int isum = hsum_epi32(acc) - offset;
+        sum += (f16_at(x[i].d) * sl_load_f32(y[i].d)) * isum;
+    }
+    return sum;
+}
+
+/* ======================= AVX-512 ======================= */
+
+TARGET_AVX512 static inline float f16_at_512(const uint8_t *p) { return _cvtsh_ss(sl_load_u16(p)); }
+
+/* Two 256-bit loads as one 512-bit vector. */
+TARGET_AVX512 static inline __m512i load_2x256(const void *lo, const void *hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+                              _mm256_loadu_si256((const __m256i *)hi), 1);
+}
+
+/* d0 in the low 8 lanes, d1 in the high 8. */
+TARGET_AVX512 static inline __m512 scales_2x8(float d0, float d1) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0)),
+                                               _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
+}
+
+TARGET_AVX512 static float dot_f32_avx512(int64_t n, const void *w, const void *act) {
+    const float *x = w, *y = act;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), acc3);
+    }
+    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+    const uint8_t *xb = w, *yb = act;
+    for (; i < n; i++) sum += sl_load_f32(xb + 4 * i) * sl_load_f32(yb + 4 * i);
+    return sum;
+}
+
+TARGET_AVX512 static inline __m512 load_f16x16(const uint8_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+TARGET_AVX512 static float dot_f16_avx512(int64_t n, const void *w, const void *act) {
+    const uint8_t *x = w, *y = act;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_fmadd_ps(load_f16x16(x + 2 * i), load_f16x16(y + 2 * i), acc0);
+        acc1 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 32), load_f16x16(y + 2 * i + 32), acc1);
+        acc2 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 64), load_f16x16(y + 2 * i + 64), acc2);
+        acc3 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 96), load_f16x16(y + 2 * i + 96), acc3);
+    }
+    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load_f16x16(x + 2 * i), load_f16x16(y + 2 * i), acc0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += f16_at_512(x + 2 * i) * f16_at_512(y + 2 * i);
+    return sum;
+}
+
+/* sum x*y of two pairs of 32 int8 (any values) in int32 lanes, via the
+ * unsigned-times-signed VNNI product: (x+128)*y - 128*y. */
+TARGET_AVX512 static inline __m512i dot_i8_512(__m512i x, __m512i y) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i biased = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, bias), y);
+    return _mm512_sub_epi32(biased, _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, y));
+}
+
+TARGET_AVX512 static float dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
+    const block_q8_0 *x = w;
+    const block_q8_0 *y = act;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i p = dot_i8_512(load_2x256(x[i].qs, x[i + 1].qs), load_2x256(y[i].qs, y[i + 1].qs));
+        __m512 d = scales_2x8(f16_at_512(x[i].d) * f16_at_512(y[i].d), f16_at_512(x[i + 1].d) * f16_at_512(y[i + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) sum += dot_q8_0_avx2(32, &x[i], &y[i]);
+    return sum;
+}
+
+/* The nibbles of two Q4 blocks (16 bytes each) as 64 bytes: block a's low
+ * nibbles, its high nibbles, then block b's. */
+TARGET_AVX512 static inline __m512i nibbles_2x32(const uint8_t *a, const uint8_t *b) {
+    __m256i ab = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)b), _mm_loadu_si128((const __m128i *)a));
+    __m512i aabb = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(ab));
+    const long long by4 = 0x0004000400040004LL; /* shift each 16-bit lane of the high copies by 4 */
+    __m512i shift = _mm512_setr_epi64(0, 0, by4, by4, 0, 0, by4, by4);
+    return _mm512_and_si512(_mm512_srlv_epi16(aabb, shift), _mm512_set1_epi8(0x0F));
+}
+
+TARGET_AVX512 static float dot_q4_0_avx512(int64_t n, const void *w, const void *act) {
+    const block_q4_0 *x = w;
+    const block_q8_0 *y = act;
+    const __m512i eight = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i q = nibbles_2x32(x[i].qs, x[i + 1].qs);
+        __m512i yy = load_2x256(y[i].qs, y[i + 1].qs);
+        /* sum (q-8)*y = sum q*y - 8*sum y, with q unsigned */
+        __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, yy),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, yy));
+        __m512 d = scales_2x8(f16_at_512(x[i].d) * f16_at_512(y[i].d), f16_at_512(x[i + 1].d) * f16_at_512(y[i + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) sum += dot_q4_0_avx2(32, &x[i], &y[i]);
+    return sum;
+}
+
+/* 16-bit index vectors picking, in each quarter (or half) of a 512-bit
+ * vector, one 16-bit lane of the scales. */
+TARGET_AVX512 static inline __m512i lane_index_halves(int lo, int hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)lo)), _mm256_set1_epi16((short)hi), 1);
+}
+TARGET_AVX512 static inline __m512i lane_index_quarters(int a, int b, int c, int d) {
+    __m512i v = _mm512_castsi128_si512(_mm_set1_epi16((short)a));
+    v = _mm512_inserti32x4(v, _mm_set1_epi16((short)b), 1);
+    v = _mm512_inserti32x4(v, _mm_set1_epi16((short)c), 2);
+    return _mm512_inserti32x4(v, _mm_set1_epi16((short)d), 3);
+}
+
+/* Q4_K and Q5_K share this: 128 elements (sub-blocks 4h..4h+3) given their
+ * 64 bytes of levels split into lo = [sb 4h | sb 4h+2] and hi = [sb 4h+1 | sb 4h+3]. */
+TARGET_AVX512 static inline __m512i k4_half_dot(__m512i acc, __m512i lo, __m512i hi, const int8_t *q8,
+                                                __m512i sc, int h) {
+    __m512i ya = _mm512_loadu_si512((const void *)q8);
+    __m512i yb = _mm512_loadu_si512((const void *)(q8 + 64));
+    __m512i y_lo = _mm512_shuffle_i64x2(ya, yb, 0x44); /* q8[0..32) and q8[64..96) */
+    __m512i y_hi = _mm512_shuffle_i64x2(ya, yb, 0xEE); /* q8[32..64) and q8[96..128) */
+    __m512i s_lo = _mm512_permutexvar_epi16(lane_index_halves(4 * h, 4 * h + 2), sc);
+    __m512i s_hi = _mm512_permutexvar_epi16(lane_index_halves(4 * h + 1, 4 * h + 3), sc);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(lo, y_lo), s_lo);
+    return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(hi, y_hi), s_hi);
+}
+
+TARGET_AVX512 static float dot_q4_K_avx512(int64_t n, const void *w, const void *act) {
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint64_t sc8, mins8;
+        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
+        int summs = k4_min_sum(mins8, &y[i]);
+        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        __m512i acc = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_loadu_si512((const void *)(x[i].qs + 64 * h));
+            __m512i lo = _mm512_and_si512(q, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            acc = k4_half_dot(acc, lo, hi, y[i].qs + 128 * h, sc, h);
+        }
+        int isum = _mm512_reduce_add_epi32(acc);
+        float yd = sl_load_f32(y[i].d);
+        sum += f16_at_512(x[i].d) * yd * isum - f16_at_512(x[i].dmin) * yd * summs;
+    }
+    return sum;
+}
+
+TARGET_AVX512 static float dot_q5_K_avx512(int64_t n, const void *w, const void *act) {
+    const block_q5_K *x = w;
+    const block_q8_K *y = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint64_t sc8, mins8;
+        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
+        int summs = k4_min_sum(mins8, &y[i]);
+        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        /* the fifth bit of sub-block sb is bit sb of qh[e % 32] */
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].qh));
+        __m512i acc = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_loadu_si512((const void *)(x[i].qs + 64 * h));
+            __m512i lo = _mm512_and_si512(q, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            __m512i bits_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
+            __m512i bits_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 1))), _mm256_set1_epi8((char)(1 << (4 * h + 3))), 1);
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, bits_lo), lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bits_hi), hi, sixteen);
+            acc = k4_half_dot(acc, lo, hi, y[i].qs + 128 * h, sc, h);
+        }
+        int isum = _mm512_reduce_add_epi32(acc);
+        float yd = sl_load_f32(y[i].d);
+        sum += f16_at_512(x[i].d) * yd * isum - f16_at_512(x[i].dmin) * yd * summs;
+    }
+    return sum;
+}
+
+TARGET_AVX512 static float dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m_high = _mm512_set1_epi8(0x30);
+    /* per 256-bit half: shifts that bring the qh bits of elements 0-31 | 32-63
+     * (bits 0-1 | 2-3) and 64-95 | 96-127 (bits 4-5 | 6-7) to bits 4-5 */
+    const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i right = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        int offset = q6k_offset_sum(sc16, &y[i]);
+        __m512i sc = _mm512_castsi256_si512(sc16);
+        __m512i acc = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * h));
+            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h)));
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, left), m_high));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qh, right), m_high));
+            const int8_t *q8 = y[i].qs + 128 * h;
+            __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)q8));
+            __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(q8 + 64)));
+            int b = 8 * h;
+            acc = _mm512_dpwssd_epi32(acc, p01, _mm512_permutexvar_epi16(lane_index_quarters(b, b + 1, b + 2, b + 3), sc));
+            acc = _mm512_dpwssd_epi32(acc, p23, _mm512_permutexvar_epi16(lane_index_quarters(b + 4, b + 5, b + 6, b + 7), sc));
+        }
+        int isum = _mm512_reduce_add_epi32(acc) - offset;
+        sum += (f16_at_512(x[i].d) * sl_load_f32(y[i].d)) * isum;
+    }
+    return sum;
+}
+
+/* ======================= tables ======================= */
+
+const sl_kernel_table sl_kernels_avx2 = {
+    .vec_dot = {
+        [SL_TYPE_F32] = dot_f32_avx2,   [SL_TYPE_F16] = dot_f16_avx2,   [SL_TYPE_BF16] = dot_bf16_avx2,
+        [SL_TYPE_Q4_0] = dot_q4_0_avx2, [SL_TYPE_Q4_1] = dot_q4_1_avx2, [SL_TYPE_Q5_0] = dot_q5_0_avx2,
+        [SL_TYPE_Q5_1] = dot_q5_1_avx2, [SL_TYPE_Q8_0] = dot_q8_0_avx2, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
+        [SL_TYPE_Q4_K] = dot_q4_K_avx2, [SL_TYPE_Q5_K] = dot_q5_K_avx2, [SL_TYPE_Q6_K] = dot_q6_K_avx2,
+    },
+    .quantize = {
+        [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,
+        [SL_TYPE_Q8_K] = quant_q8_K_avx2, [SL_TYPE_F16] = quant_f16_avx2,
+    },
+};
+
+const sl_kernel_table sl_kernels_avx512 = {
+    .vec_dot = {
+        [SL_TYPE_F32] = dot_f32_avx512,   [SL_TYPE_F16] = dot_f16_avx512,   [SL_TYPE_BF16] = dot_bf16_avx2,
+        [SL_TYPE_Q4_0] = dot_q4_0_avx512, [SL_TYPE_Q4_1] = dot_q4_1_avx2,   [SL_TYPE_Q5_0] = dot_q5_0_avx2,
+        [SL_TYPE_Q5_1] = dot_q5_1_avx2,   [SL_TYPE_Q8_0] = dot_q8_0_avx512, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
+        [SL_TYPE_Q4_K] = dot_q4_K_avx512, [SL_TYPE_Q5_K] = dot_q5_K_avx512, [SL_TYPE_Q6_K] = dot_q6_K_avx512,
+    },
+    .quantize = {
+        [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,
+        [SL_TYPE_Q8_K] = quant_q8_K_avx2, [SL_TYPE_F16] = quant_f16_avx2,
+    },
+};
+
+#endif
