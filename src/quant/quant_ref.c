@@ -124,94 +124,123 @@ static void dequant_iq4_nl(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Q2_K and Q3_K store 2-bit fields: element e of a super-block lives in byte
- * qs[32*(e/128) + e%32] at bit 2*((e%128)/32). */
-static int q2_field(const uint8_t *qs, int e) {
-    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+/* K-quant levels of one super-block, in element order. Decoding a whole
+ * block with simple loops keeps the scalar kernels fast (and vectorisable). */
+
+/* Q2_K/Q3_K 2-bit fields: element 128c + 32j + l is bits 2j..2j+1 of qs[32c + l]. */
+static void levels_2bit(const uint8_t *qs, int8_t *out) {
+    for (int c = 0; c < 2; c++) {
+        for (int j = 0; j < 4; j++) {
+            for (int l = 0; l < 32; l++) out[128 * c + 32 * j + l] = (int8_t)((qs[32 * c + l] >> (2 * j)) & 3);
+        }
+    }
+}
+
+/* Q3_K: the 2-bit field, minus 4 unless the element's hmask bit is set (bit
+ * e/32 of hmask[e%32]): -4..3. */
+static void levels_q3_K(const block_q3_K *b, int8_t *out) {
+    levels_2bit(b->qs, out);
+    for (int j = 0; j < 8; j++) {
+        for (int l = 0; l < 32; l++) out[32 * j + l] = (int8_t)(out[32 * j + l] - ((b->hmask[l] >> j) & 1 ? 0 : 4));
+    }
+}
+
+/* Q4_K/Q5_K 4-bit fields: element 64c + l is the low nibble of qs[32c + l],
+ * element 64c + 32 + l its high nibble. */
+static void levels_4bit(const uint8_t *qs, int8_t *out) {
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            out[64 * c + l] = (int8_t)(qs[32 * c + l] & 0xF);
+            out[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+        }
+    }
+}
+
+/* Q5_K: the fifth bit of element e is bit e/32 of qh[e%32]: 0..31. */
+static void levels_q5_K(const block_q5_K *b, int8_t *out) {
+    levels_4bit(b->qs, out);
+    for (int j = 0; j < 8; j++) {
+        for (int l = 0; l < 32; l++) out[32 * j + l] = (int8_t)(out[32 * j + l] | (((b->qh[l] >> j) & 1) << 4));
+    }
+}
+
+/* Q6_K: in half h, element 128h + 32k + l (k < 4) has low nibble k/2 of
+ * ql[64h + 32(k%2) + l] and high bits 2k..2k+1 of qh[32h + l]; minus 32. */
+static void levels_q6_K(const block_q6_K *b, int8_t *out) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        int8_t *o = out + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
 }
 
 static void dequant_q2_K(const void *src, float *dst, int64_t n) {
     const block_q2_K *x = src;
+    int8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = sl_load_f16(x[i].d), dmin = sl_load_f16(x[i].dmin);
+        levels_2bit(x[i].qs, L);
         for (int sb = 0; sb < 16; sb++) {
             float dl = d * (x[i].scales[sb] & 0xF), ml = dmin * (x[i].scales[sb] >> 4);
-            for (int e = 16 * sb; e < 16 * sb + 16; e++) dst[e] = dl * q2_field(x[i].qs, e) - ml;
+            for (int e = 16 * sb; e < 16 * sb + 16; e++) dst[e] = dl * L[e] - ml;
         }
     }
-}
-
-/* The signed 3-bit value of element e of a Q3_K block: 2 low bits in qs, and
- * the high bit (hmask bit e/32 of byte e%32) set means "no -4". */
-static int q3_value(const block_q3_K *b, int e) {
-    int high = (b->hmask[e % 32] >> (e / 32)) & 1;
-    return q2_field(b->qs, e) - (high ? 0 : 4);
 }
 
 static void dequant_q3_K(const void *src, float *dst, int64_t n) {
     const block_q3_K *x = src;
+    int8_t L[QK_K], sc[16];
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = sl_load_f16(x[i].d);
-        int8_t sc[16];
         sl_q3k_scales(x[i].scales, sc);
+        levels_q3_K(&x[i], L);
         for (int sb = 0; sb < 16; sb++) {
             float dl = d * sc[sb];
-            for (int e = 16 * sb; e < 16 * sb + 16; e++) dst[e] = dl * q3_value(&x[i], e);
+            for (int e = 16 * sb; e < 16 * sb + 16; e++) dst[e] = dl * L[e];
         }
     }
 }
 
-/* Q4_K/Q5_K: element e's low 4 bits are nibble (e/32)%2 of qs[32*(e/64) + e%32]. */
-static int q4k_nibble(const uint8_t *qs, int e) {
-    uint8_t byte = qs[32 * (e / 64) + e % 32];
-    return (e / 32) % 2 ? byte >> 4 : byte & 0xF;
+static void dequant_k4(const uint8_t *d_half, const uint8_t *dmin_half, const uint8_t *scales, const int8_t *L, float *dst) {
+    float d = sl_load_f16(d_half), dmin = sl_load_f16(dmin_half);
+    for (int sb = 0; sb < 8; sb++) {
+        uint8_t sc, m;
+        sl_get_scale_min_k4(sb, scales, &sc, &m);
+        float dl = d * sc, ml = dmin * m;
+        for (int e = 32 * sb; e < 32 * sb + 32; e++) dst[e] = dl * L[e] - ml;
+    }
 }
 
 static void dequant_q4_K(const void *src, float *dst, int64_t n) {
     const block_q4_K *x = src;
+    int8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        float d = sl_load_f16(x[i].d), dmin = sl_load_f16(x[i].dmin);
-        for (int sb = 0; sb < 8; sb++) {
-            uint8_t sc, m;
-            sl_get_scale_min_k4(sb, x[i].scales, &sc, &m);
-            float dl = d * sc, ml = dmin * m;
-            for (int e = 32 * sb; e < 32 * sb + 32; e++) dst[e] = dl * q4k_nibble(x[i].qs, e) - ml;
-        }
+        levels_4bit(x[i].qs, L);
+        dequant_k4(x[i].d, x[i].dmin, x[i].scales, L, dst);
     }
-}
-
-/* Q5_K: the fifth bit of element e is bit e/32 of qh[e%32]. */
-static int q5k_value(const block_q5_K *b, int e) {
-    return q4k_nibble(b->qs, e) | (((b->qh[e % 32] >> (e / 32)) & 1) << 4);
 }
 
 static void dequant_q5_K(const void *src, float *dst, int64_t n) {
     const block_q5_K *x = src;
+    int8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        float d = sl_load_f16(x[i].d), dmin = sl_load_f16(x[i].dmin);
-        for (int sb = 0; sb < 8; sb++) {
-            uint8_t sc, m;
-            sl_get_scale_min_k4(sb, x[i].scales, &sc, &m);
-            float dl = d * sc, ml = dmin * m;
-            for (int e = 32 * sb; e < 32 * sb + 32; e++) dst[e] = dl * q5k_value(&x[i], e) - ml;
-        }
+        levels_q5_K(&x[i], L);
+        dequant_k4(x[i].d, x[i].dmin, x[i].scales, L, dst);
     }
-}
-
-/* Q6_K: in each half h (128 elements), element l + 32*k (l < 32, k < 4) has
- * low nibble k/2 of ql[64h + l + 32*(k%2)] and high 2 bits at 2k of qh[32h + l]. */
-static int q6k_value(const block_q6_K *b, int e) {
-    int h = e / 128, r = e % 128, k = r / 32, l = r % 32;
-    uint8_t low = b->ql[64 * h + l + 32 * (k % 2)];
-    int q = (k / 2 ? low >> 4 : low & 0xF) | (((b->qh[32 * h + l] >> (2 * k)) & 3) << 4);
-    return q - 32;
 }
 
 static void dequant_q6_K(const void *src, float *dst, int64_t n) {
     const block_q6_K *x = src;
+    int8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = sl_load_f16(x[i].d);
-        for (int e = 0; e < QK_K; e++) dst[e] = d * x[i].scales[e / 16] * q6k_value(&x[i], e);
+        levels_q6_K(&x[i], L);
+        for (int e = 0; e < QK_K; e++) dst[e] = d * x[i].scales[e / 16] * L[e];
     }
 }
 
@@ -658,7 +687,7 @@ static float fit_scale_q3(int n, int nmax, const float *x, int8_t *L) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-/* Packs 2-bit levels as Q2_K/Q3_K store them (see q2_field). */
+/* Packs 2-bit levels as Q2_K/Q3_K store them (see levels_2bit). */
 static void pack_2bit(const uint8_t *L, uint8_t *qs) {
     for (int j = 0; j < QK_K; j += 128) {
         for (int l = 0; l < 32; l++) {
@@ -1092,17 +1121,24 @@ static float dot_iq4_nl(int64_t n, const void *w, const void *act) {
 
 static int q8k_bsum(const block_q8_K *b, int j) { return sl_load_i16(b->bsums + 2 * j); }
 
+/* sum of L[i] * q[i] over n elements. */
+static int dot_levels(const int8_t *L, const int8_t *q, int n) {
+    int s = 0;
+    for (int i = 0; i < n; i++) s += L[i] * q[i];
+    return s;
+}
+
 static float dot_q2_K(int64_t n, const void *w, const void *act) {
     const block_q2_K *x = w;
     const block_q8_K *y = act;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
+        levels_2bit(x[i].qs, L);
         int summs = 0, isum = 0;
         for (int sb = 0; sb < 16; sb++) {
             summs += q8k_bsum(&y[i], sb) * (x[i].scales[sb] >> 4);
-            int s = 0;
-            for (int e = 16 * sb; e < 16 * sb + 16; e++) s += y[i].qs[e] * q2_field(x[i].qs, e);
-            isum += (x[i].scales[sb] & 0xF) * s;
+            isum += (x[i].scales[sb] & 0xF) * dot_levels(L + 16 * sb, y[i].qs + 16 * sb, 16);
         }
         float yd = sl_load_f32(y[i].d);
         float dall = yd * sl_load_f16(x[i].d), dmin = yd * sl_load_f16(x[i].dmin);
@@ -1114,37 +1150,40 @@ static float dot_q2_K(int64_t n, const void *w, const void *act) {
 static float dot_q3_K(int64_t n, const void *w, const void *act) {
     const block_q3_K *x = w;
     const block_q8_K *y = act;
+    int8_t L[QK_K], sc[16];
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int8_t sc[16];
         sl_q3k_scales(x[i].scales, sc);
+        levels_q3_K(&x[i], L);
         int isum = 0;
-        for (int sb = 0; sb < 16; sb++) {
-            int s = 0;
-            for (int e = 16 * sb; e < 16 * sb + 16; e++) s += y[i].qs[e] * q3_value(&x[i], e);
-            isum += sc[sb] * s;
-        }
+        for (int sb = 0; sb < 16; sb++) isum += sc[sb] * dot_levels(L + 16 * sb, y[i].qs + 16 * sb, 16);
         sum += (sl_load_f16(x[i].d) * sl_load_f32(y[i].d)) * isum;
     }
     return sum;
 }
 
+/* Q4_K/Q5_K: sum over sub-blocks of scale * dot - min * bsums, scaled. */
+static float dot_k4_block(const uint8_t *d, const uint8_t *dmin, const uint8_t *scales, const int8_t *L,
+                          const block_q8_K *y) {
+    int summs = 0, isum = 0;
+    for (int sb = 0; sb < 8; sb++) {
+        uint8_t sc, m;
+        sl_get_scale_min_k4(sb, scales, &sc, &m);
+        summs += m * (q8k_bsum(y, 2 * sb) + q8k_bsum(y, 2 * sb + 1));
+        isum += sc * dot_levels(L + 32 * sb, y->qs + 32 * sb, 32);
+    }
+    float yd = sl_load_f32(y->d);
+    return sl_load_f16(d) * yd * isum - sl_load_f16(dmin) * yd * summs;
+}
+
 static float dot_q4_K(int64_t n, const void *w, const void *act) {
     const block_q4_K *x = w;
     const block_q8_K *y = act;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int summs = 0, isum = 0;
-        for (int sb = 0; sb < 8; sb++) {
-            uint8_t sc, m;
-            sl_get_scale_min_k4(sb, x[i].scales, &sc, &m);
-            summs += m * (q8k_bsum(&y[i], 2 * sb) + q8k_bsum(&y[i], 2 * sb + 1));
-            int s = 0;
-            for (int e = 32 * sb; e < 32 * sb + 32; e++) s += y[i].qs[e] * q4k_nibble(x[i].qs, e);
-            isum += sc * s;
-        }
-        float yd = sl_load_f32(y[i].d);
-        sum += sl_load_f16(x[i].d) * yd * isum - sl_load_f16(x[i].dmin) * yd * summs;
+        levels_4bit(x[i].qs, L);
+        sum += dot_k4_block(x[i].d, x[i].dmin, x[i].scales, L, &y[i]);
     }
     return sum;
 }
@@ -1152,19 +1191,11 @@ static float dot_q4_K(int64_t n, const void *w, const void *act) {
 static float dot_q5_K(int64_t n, const void *w, const void *act) {
     const block_q5_K *x = w;
     const block_q8_K *y = act;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int summs = 0, isum = 0;
-        for (int sb = 0; sb < 8; sb++) {
-            uint8_t sc, m;
-            sl_get_scale_min_k4(sb, x[i].scales, &sc, &m);
-            summs += m * (q8k_bsum(&y[i], 2 * sb) + q8k_bsum(&y[i], 2 * sb + 1));
-            int s = 0;
-            for (int e = 32 * sb; e < 32 * sb + 32; e++) s += y[i].qs[e] * q5k_value(&x[i], e);
-            isum += sc * s;
-        }
-        float yd = sl_load_f32(y[i].d);
-        sum += sl_load_f16(x[i].d) * yd * isum - sl_load_f16(x[i].dmin) * yd * summs;
+        levels_q5_K(&x[i], L);
+        sum += dot_k4_block(x[i].d, x[i].dmin, x[i].scales, L, &y[i]);
     }
     return sum;
 }
@@ -1172,14 +1203,12 @@ static float dot_q5_K(int64_t n, const void *w, const void *act) {
 static float dot_q6_K(int64_t n, const void *w, const void *act) {
     const block_q6_K *x = w;
     const block_q8_K *y = act;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
+        levels_q6_K(&x[i], L);
         int isum = 0;
-        for (int sb = 0; sb < 16; sb++) {
-            int s = 0;
-            for (int e = 16 * sb; e < 16 * sb + 16; e++) s += y[i].qs[e] * q6k_value(&x[i], e);
-            isum += x[i].scales[sb] * s;
-        }
+        for (int sb = 0; sb < 16; sb++) isum += x[i].scales[sb] * dot_levels(L + 16 * sb, y[i].qs + 16 * sb, 16);
         sum += (sl_load_f16(x[i].d) * sl_load_f32(y[i].d)) * isum;
     }
     return sum;

@@ -422,6 +422,14 @@ TARGET_AVX2 static float dot_q5_K_avx2(int64_t n, const void *w, const void *act
     return sum;
 }
 
+/* Sub-blocks 2k and 2k+1 of a 128-bit lane of 16-bit scales (the lane
+ * copied into both halves): scale 2k in the low half, 2k+1 in the high. */
+TARGET_AVX2 static inline __m256i scale_pair(__m256i sc_half, int k) {
+    __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))),
+                                    _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))));
+    return _mm256_shuffle_epi8(sc_half, pick);
+}
+
 /* Q6_K: 32 * sum_sb scale[sb] * bsum[sb], the correction for storing q+32. */
 TARGET_AVX2 static inline int q6k_offset_sum(__m256i sc16, const block_q8_K *y) {
     return 32 * hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16));
@@ -452,14 +460,69 @@ TARGET_AVX2 static float dot_q6_K_avx2(int64_t n, const void *w, const void *act
             __m256i sc_half = sc_halves[h];
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
-                /* sub-blocks 2k and 2k+1 of this half: their scales in the low and high lane */
-                __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8))),
-                                                _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8))));
-                __m256i s = _mm256_shuffle_epi8(sc_half, pick);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(sc_half, k)));
             }
         }
         int isum = hsum_epi32(acc) - offset;
+        sum += (f16_at(x[i].d) * sl_load_f32(y[i].d)) * isum;
+    }
+    return sum;
+}
+
+TARGET_AVX2 static float dot_q2_K_avx2(int64_t n, const void *w, const void *act) {
+    const block_q2_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m2 = _mm256_set1_epi8(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m128i packed = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+        int summs = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16));
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++) {
+            __m256i sc_half = c ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            for (int j = 0; j < 4; j++) {
+                __m256i levels = _mm256_and_si256(q, m2);
+                q = _mm256_srli_epi16(q, 2);
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * c + 32 * j));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(levels, y8), scale_pair(sc_half, j)));
+            }
+        }
+        int isum = hsum_epi32(acc);
+        float yd = sl_load_f32(y[i].d);
+        float dall = yd * f16_at(x[i].d), dmin = yd * f16_at(x[i].dmin);
+        sum += dall * isum - dmin * summs;
+    }
+    return sum;
+}
+
+TARGET_AVX2 static float dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
+    const block_q3_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int8_t sc[16];
+        sl_q3k_scales(x[i].scales, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask); /* bit e/32 of byte e%32 */
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++) {
+            __m256i sc_half = c ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            for (int j = 0; j < 4; j++) {
+                __m256i minus4 = _mm256_slli_epi16(_mm256_andnot_si256(hm, one), 2); /* 4 where the bit is clear */
+                hm = _mm256_srli_epi16(hm, 1);
+                __m256i levels = _mm256_sub_epi8(_mm256_and_si256(q, m2), minus4); /* -4..3 */
+                q = _mm256_srli_epi16(q, 2);
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * c + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(levels, levels), _mm256_sign_epi8(y8, levels));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(sc_half, j)));
+            }
+        }
+        int isum = hsum_epi32(acc);
         sum += (f16_at(x[i].d) * sl_load_f32(y[i].d)) * isum;
     }
     return sum;
@@ -694,6 +757,7 @@ const sl_kernel_table sl_kernels_avx2 = {
         [SL_TYPE_Q4_0] = dot_q4_0_avx2, [SL_TYPE_Q4_1] = dot_q4_1_avx2, [SL_TYPE_Q5_0] = dot_q5_0_avx2,
         [SL_TYPE_Q5_1] = dot_q5_1_avx2, [SL_TYPE_Q8_0] = dot_q8_0_avx2, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
         [SL_TYPE_Q4_K] = dot_q4_K_avx2, [SL_TYPE_Q5_K] = dot_q5_K_avx2, [SL_TYPE_Q6_K] = dot_q6_K_avx2,
+        [SL_TYPE_Q2_K] = dot_q2_K_avx2, [SL_TYPE_Q3_K] = dot_q3_K_avx2,
     },
     .quantize = {
         [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,
@@ -707,6 +771,7 @@ const sl_kernel_table sl_kernels_avx512 = {
         [SL_TYPE_Q4_0] = dot_q4_0_avx512, [SL_TYPE_Q4_1] = dot_q4_1_avx2,   [SL_TYPE_Q5_0] = dot_q5_0_avx2,
         [SL_TYPE_Q5_1] = dot_q5_1_avx2,   [SL_TYPE_Q8_0] = dot_q8_0_avx512, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
         [SL_TYPE_Q4_K] = dot_q4_K_avx512, [SL_TYPE_Q5_K] = dot_q5_K_avx512, [SL_TYPE_Q6_K] = dot_q6_K_avx512,
+        [SL_TYPE_Q2_K] = dot_q2_K_avx2,   [SL_TYPE_Q3_K] = dot_q3_K_avx2,
     },
     .quantize = {
         [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,
