@@ -6,7 +6,6 @@
 #include "sampler/sampler.h"
 
 #include <math.h>
-#include <time.h>
 
 /* Parameters with every filter and penalty off. */
 static sl_sampler_params plain(float temp, uint64_t seed) {
@@ -494,7 +493,7 @@ static void test_large_vocab(void) {
         sl_sampler_free(s);
     }
 
-    /* Timing with the default chain: bounded, reported. The tokens are pinned
+    /* The default chain on a large vocabulary. The tokens are pinned
      * (a hash of this implementation's output, the same natively and in
      * wasm32): a change means sampled text changes across versions/platforms. */
     p = sl_sampler_default_params();
@@ -504,15 +503,11 @@ static void test_large_vocab(void) {
     s = make(&p, n);
     if (s) {
         uint64_t hash = 14695981039346656037ull;
-        clock_t t0 = clock();
         for (int i = 0; i < 50; i++) {
             int32_t t = sl_sampler_sample(s, logits);
             sl_sampler_accept(s, t);
             hash = (hash ^ (uint64_t)(uint32_t)t) * 1099511628211ull;
         }
-        double ms = (double)(clock() - t0) * 1000.0 / CLOCKS_PER_SEC / 50;
-        printf("sampler: %.3f ms per token, 256k vocabulary, default chain + repeat penalty\n", ms);
-        CHECKF(ms < 200, "%.1f ms per token", ms);
         CHECKF(hash == PINNED_HASH, "token hash %llx", (unsigned long long)hash);
         sl_sampler_free(s);
     }

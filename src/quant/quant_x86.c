@@ -151,10 +151,13 @@ TARGET_AVX2 static void quant_q8_K_avx2(const float *src, void *dst, int64_t n) 
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
-        float max = 0.0f; /* the first element of largest magnitude, with its sign */
-        for (int j = 0; j < QK_K; j++) {
-            if (fabsf(src[j]) == amax) {
-                max = src[j];
+        /* the first element of largest magnitude, with its sign */
+        float max = 0.0f;
+        __m256 target = _mm256_set1_ps(amax);
+        for (int j = 0; j < QK_K; j += 8) {
+            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), target, _CMP_EQ_OQ));
+            if (hit) {
+                max = src[j + __builtin_ctz((unsigned)hit)];
                 break;
             }
         }
@@ -165,14 +168,12 @@ TARGET_AVX2 static void quant_q8_K_avx2(const float *src, void *dst, int64_t n) 
             for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(src + j + 8 * k);
             __m256i q = round_to_i8(v, mul, NULL);
             _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
-            /* the two 16-element sums of this 32 */
-            __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q); /* 16 x i16 */
-            __m256i quads = sum_pairs_i16(pairs);                        /* 8 x i32, 4 each */
-            __m128i lo = _mm256_castsi256_si128(quads), hi = _mm256_extracti128_si256(quads, 1);
-            int s0 = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), lo));
-            int s1 = hsum_epi32(_mm256_set_m128i(_mm_setzero_si128(), hi));
-            sl_store_i16(y[i].bsums + 2 * (j / 16), (int16_t)s0);
-            sl_store_i16(y[i].bsums + 2 * (j / 16 + 1), (int16_t)s1);
+            /* the sums of elements 0-15 and 16-31 of this 32 */
+            __m256i quads = sum_pairs_i16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q)); /* 8 sums of 4 */
+            __m256i h = _mm256_hadd_epi32(quads, quads);
+            h = _mm256_hadd_epi32(h, h); /* lane 0: sum of 0-15, lane 4: sum of 16-31 */
+            sl_store_i16(y[i].bsums + 2 * (j / 16), (int16_t)_mm256_extract_epi32(h, 0));
+            sl_store_i16(y[i].bsums + 2 * (j / 16 + 1), (int16_t)_mm256_extract_epi32(h, 4));
         }
         sl_store_f32(y[i].d, 1.0f / iscale);
     }
