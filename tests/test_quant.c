@@ -429,6 +429,24 @@ static void fast_vs_ref(const char *backend) {
             double e = fabs((double)fast - ref) / (s + 1e-30);
             if (!(e <= worst)) worst = e; /* NaN counts as worst */
         }
+        /* several activation rows at once: the single-row results, bit for bit */
+        {
+            enum { NACT = 7 };
+            static uint8_t acts[NACT][MAXB * 292];
+            int64_t n = bs == 1 ? 333 : bs * (bs == 256 ? 5 : 13);
+            random_floats(x, n, 1);
+            sl_quantize_row(t, x, w, n);
+            size_t stride = sizeof acts[0];
+            for (int j = 0; j < NACT; j++) {
+                random_floats(x, n, j);
+                sl_quantize_row(at, x, acts[j], n);
+            }
+            float out[2 * NACT];
+            sl_vec_dot_multi(t, n, w, acts, stride, NACT, out, 2);
+            int differ = 0;
+            for (int j = 0; j < NACT; j++) differ += memcmp(&out[2 * j], &(float){sl_vec_dot(t, n, w, acts[j])}, 4) != 0;
+            CHECKF(differ == 0, "%s %s: %d of %d multi-row dots differ from single ones", backend, info->name, differ, NACT);
+        }
         CHECKF(worst <= 4e-6, "%s %s: fast vs reference dot: rel %.3g", backend, info->name, worst);
         CHECKF(mismatched_quant == 0, "%s %s: %d activation rows differ from the scalar quantizer", backend,
                sl_type_name(at), mismatched_quant);
@@ -574,6 +592,9 @@ static void test_bad_arguments(void) {
     CHECK(isnan(sl_vec_dot((sl_type)16, 32, q, q)));
     CHECK(isnan(sl_vec_dot(SL_TYPE_Q4_0, 31, q, q)));
     CHECK(isnan(sl_vec_dot_ref(SL_TYPE_Q4_K, 32, q, q)));
+    float outs[3] = {0, 0, 0};
+    sl_vec_dot_multi(SL_TYPE_Q4_K, 32, q, q, 0, 2, outs, 1);
+    CHECK(isnan(outs[0]) && isnan(outs[1]) && outs[2] == 0);
     CHECK(sl_vec_dot(SL_TYPE_Q8_0, 0, q, q) == 0.0f);
     /* odd lengths of the plain types */
     float a[7] = {1, 2, 3, 4, 5, 6, 7}, b[7] = {1, 1, 1, 1, 1, 1, 2};

@@ -69,6 +69,37 @@ int main(int argc, char **argv) {
         free(w);
         free(act);
     }
+    /* prompt batches: 8 activation rows per weight row, one by one and grouped */
+    enum { NACT = 8 };
+    printf("\n8 activation rows per weight row (prefill), best backend: ns per row x activation\n");
+    const sl_type batch_types[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q5_K, SL_TYPE_Q6_K, SL_TYPE_F16};
+    int64_t brows = rows < 2048 ? rows : 2048;
+    float *bout = malloc((size_t)brows * NACT * sizeof(float));
+    for (size_t k = 0; k < sizeof batch_types / sizeof batch_types[0]; k++) {
+        sl_type t = batch_types[k];
+        sl_type at = sl_type_get(t)->vec_dot_type;
+        size_t row_bytes = sl_row_size(t, cols), act_bytes = sl_row_size(at, cols);
+        uint8_t *w = malloc(row_bytes * brows), *act = malloc(act_bytes * NACT);
+        for (int64_t r = 0; r < brows; r++) sl_quantize_row(t, x + r * cols, w + r * row_bytes, cols);
+        for (int j = 0; j < NACT; j++) sl_quantize_row(at, x + j * cols, act + j * act_bytes, cols);
+        double best_single = 1e9, best_multi = 1e9;
+        for (int rep = 0; rep < repeats; rep++) {
+            double t0 = now();
+            for (int64_t r = 0; r < brows; r++)
+                for (int j = 0; j < NACT; j++) bout[r * NACT + j] = sl_vec_dot(t, cols, w + r * row_bytes, act + j * act_bytes);
+            double t1 = now();
+            for (int64_t r = 0; r < brows; r++) sl_vec_dot_multi(t, cols, w + r * row_bytes, act, act_bytes, NACT, bout + r * NACT, 1);
+            double t2 = now();
+            if (t1 - t0 < best_single) best_single = t1 - t0;
+            if (t2 - t1 < best_multi) best_multi = t2 - t1;
+        }
+        printf("%-7s single %7.1f ns   multi %7.1f ns   (x%.2f)\n", sl_type_name(t), best_single / (brows * NACT) * 1e9,
+               best_multi / (brows * NACT) * 1e9, best_single / best_multi);
+        free(w);
+        free(act);
+    }
+    free(bout);
+
     /* activation quantization, per row of cols */
     const sl_type acts[] = {SL_TYPE_Q8_0, SL_TYPE_Q8_K, SL_TYPE_F16};
     uint8_t *buf = malloc(sl_row_size(SL_TYPE_F32, cols));

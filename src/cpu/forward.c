@@ -71,13 +71,11 @@ static void matmul_task_run(void *arg, int ith, int nth) {
         int64_t r1 = r0 + ROWS_PER_CHUNK < w->rows ? r0 + ROWS_PER_CHUNK : w->rows;
         for (int32_t i0 = 0; i0 < t->n; i0 += TOKENS_PER_TILE) {
             int32_t i1 = i0 + TOKENS_PER_TILE < t->n ? i0 + TOKENS_PER_TILE : t->n;
-            for (int64_t r = r0; r < r1; r++) {
-                const char *wrow = (const char *)w->data + (size_t)r * w->row_bytes;
-                for (int32_t i = i0; i < i1; i++) {
-                    const char *a = (const char *)t->act + (size_t)i * t->act_row_bytes;
-                    t->y[(size_t)i * w->rows + r] = sl_vec_dot(w->type, w->cols, wrow, a);
-                }
-            }
+            /* one weight row against the tile's tokens: the row is decoded once */
+            for (int64_t r = r0; r < r1; r++)
+                sl_vec_dot_multi(w->type, w->cols, (const char *)w->data + (size_t)r * w->row_bytes,
+                                 (const char *)t->act + (size_t)i0 * t->act_row_bytes, t->act_row_bytes,
+                                 i1 - i0, &t->y[(size_t)i0 * w->rows + r], w->rows);
         }
     }
 }

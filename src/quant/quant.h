@@ -9,7 +9,8 @@
  *
  * Row functions take n = number of elements, a multiple of the block size.
  * The dot product dispatches at run time to the fastest kernel the CPU has
- * (scalar reference, AVX2, AVX-512, wasm SIMD128). */
+ * (portable scalar reference; x86-64 AVX2 and AVX-512; NEON and wasm SIMD128
+ * kernels can join the table in quant_dispatch.c). */
 #ifndef SL_QUANT_H
 #define SL_QUANT_H
 
@@ -81,6 +82,13 @@ float sl_vec_dot(sl_type type, int64_t n, const void *w, const void *act);
 
 /* The same with the portable scalar kernel, for testing the fast ones. */
 float sl_vec_dot_ref(sl_type type, int64_t n, const void *w, const void *act);
+
+/* One weight row against n_act activation rows (the j-th at act + j*act_stride
+ * bytes), into out[j*out_stride]: for each the value sl_vec_dot gives, bit for
+ * bit, but faster for prompt batches since the weights are decoded once per
+ * group of activation rows. Unsupported type or bad n: NaNs. */
+void sl_vec_dot_multi(sl_type type, int64_t n, const void *w, const void *act, size_t act_stride,
+                      int64_t n_act, float *out, int64_t out_stride);
 
 /* The kernel sl_vec_dot uses for `type` (NULL if unsupported), for hot loops
  * that look it up once; n must be a multiple of the block size. */

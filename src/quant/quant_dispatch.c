@@ -1,5 +1,8 @@
 /* quant_dispatch.c - the public row functions: argument checks, and the choice
- * (once, by CPU features) between the scalar kernels and the SIMD ones. */
+ * (once, by CPU features) between the scalar kernels and the SIMD ones. Each
+ * kernel family is a table (quant_impl.h); a missing entry falls back to the
+ * scalar kernel. Other architectures add a level and a table here (e.g. under
+ * #if defined(__wasm_simd128__) or defined(__ARM_NEON)). */
 #include <math.h>
 #include <stdatomic.h>
 
@@ -104,15 +107,42 @@ size_t sl_quantize_row(sl_type type, const float *src, void *dst, int64_t n) {
     return sl_row_size(type, n);
 }
 
-sl_vec_dot_fn sl_vec_dot_kernel(sl_type type) {
-    if (sl_type_get((int)type) == NULL) return NULL;
+/* The dot kernel of a supported type. */
+static sl_vec_dot_fn dot_kernel(sl_type type) {
     const sl_kernel_table *fast = fast_table();
     return fast && fast->vec_dot[type] ? fast->vec_dot[type] : sl_kernels_ref.vec_dot[type];
 }
 
+sl_vec_dot_fn sl_vec_dot_kernel(sl_type type) {
+    return sl_type_get((int)type) ? dot_kernel(type) : NULL;
+}
+
 float sl_vec_dot(sl_type type, int64_t n, const void *w, const void *act) {
     if (!valid_count(type, n)) return NAN;
-    return sl_vec_dot_kernel(type)(n, w, act);
+    return dot_kernel(type)(n, w, act);
+}
+
+void sl_vec_dot_multi(sl_type type, int64_t n, const void *w, const void *act, size_t act_stride,
+                      int64_t n_act, float *out, int64_t out_stride) {
+    if (!valid_count(type, n)) {
+        for (int64_t j = 0; j < n_act; j++) out[j * out_stride] = NAN;
+        return;
+    }
+    const sl_kernel_table *fast = fast_table();
+    sl_vec_dot_group_fn group = fast ? fast->vec_dot_group[type] : NULL;
+    sl_vec_dot_fn single = dot_kernel(type);
+    const char *a = act;
+    int64_t j = 0;
+    if (group) {
+        for (; j + SL_DOT_GROUP <= n_act; j += SL_DOT_GROUP) {
+            const void *acts[SL_DOT_GROUP];
+            float res[SL_DOT_GROUP];
+            for (int k = 0; k < SL_DOT_GROUP; k++) acts[k] = a + (size_t)(j + k) * act_stride;
+            group(n, w, acts, res);
+            for (int k = 0; k < SL_DOT_GROUP; k++) out[(j + k) * out_stride] = res[k];
+        }
+    }
+    for (; j < n_act; j++) out[j * out_stride] = single(n, w, a + (size_t)j * act_stride);
 }
 
 float sl_vec_dot_ref(sl_type type, int64_t n, const void *w, const void *act) {

@@ -119,12 +119,17 @@ static inline void sl_q3k_scales(const uint8_t *packed, int8_t out[16]) {
 
 /* n is a multiple of the type's block size (checked by the caller). */
 typedef void (*sl_quantize_fn)(const float *src, void *dst, int64_t n);
+/* One weight row against exactly SL_DOT_GROUP activation rows: out[a] is
+ * what the type's vec_dot gives for acts[a], bit for bit. */
+enum { SL_DOT_GROUP = 4 };
+typedef void (*sl_vec_dot_group_fn)(int64_t n, const void *w, const void *const *acts, float *out);
 typedef void (*sl_dequantize_fn)(const void *src, float *dst, int64_t n);
 
 /* A kernel set, indexed by type id; NULL where the set has no kernel. Fast
  * quantizers must be bit-identical to the reference ones (for finite input). */
 typedef struct sl_kernel_table {
     sl_vec_dot_fn vec_dot[SL_TYPE_COUNT];
+    sl_vec_dot_group_fn vec_dot_group[SL_TYPE_COUNT]; /* optional: weights decoded once per group */
     sl_quantize_fn quantize[SL_TYPE_COUNT];
     sl_dequantize_fn dequantize[SL_TYPE_COUNT];
 } sl_kernel_table;

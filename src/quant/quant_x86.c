@@ -7,7 +7,9 @@
  * reference does, so they give the reference's result bit for bit; the
  * 32-element formats accumulate scaled lanes in float (as ggml's SIMD code
  * does), which differs from the reference only by float rounding. Activation
- * quantizers are bit-identical to the reference ones for finite input.
+ * quantizers are bit-identical to the reference ones for finite input. The
+ * main dot kernels are written as cores over 1..SL_DOT_GROUP activation rows
+ * (for sl_vec_dot_multi), so grouped and single results are identical.
  *
  * The 8-bit activations must lie in -127..127 (as sl_quantize_row makes them):
  * kernels using the _mm256_sign_epi8 trick would be wrong for -128. */
@@ -19,6 +21,12 @@
 
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+/* The dot kernels are written once as "cores" over 1..SL_DOT_GROUP activation
+ * rows that share the weight decoding; the single and the grouped entry points
+ * inline the core with a constant count, so both give identical results. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+/* The loops over the activation rows of a group carry "#pragma GCC unroll 4"
+ * (SL_DOT_GROUP): unrolled, their accumulators stay in registers. */
 
 /* ======================= helpers ======================= */
 
@@ -248,46 +256,92 @@ TARGET_AVX2 static float dot_bf16_avx2(int64_t n, const void *w, const void *act
     return sum;
 }
 
+/* Q8_0 and Q4_0 with Q8_0 activations: pairs of blocks into two float
+ * accumulators per activation row, as ggml's AVX2 code. */
+
+/* f16 scales of a pair of blocks: dx0, dx1 in the low 16-bit lanes. */
+TARGET_AVX2 static inline __m128i pair_halves(const uint8_t *d0, const uint8_t *d1) {
+    return _mm_insert_epi16(_mm_cvtsi32_si128(sl_load_u16(d0)), sl_load_u16(d1), 1);
+}
+
+/* dx0*dy0 and dx1*dy1 in lanes 0 and 1, the four f16 scales converted at once
+ * (the same products as the scalar code's). */
+TARGET_AVX2 static inline __m128 pair_scale_products(__m128i dx_halves, const uint8_t *dy0, const uint8_t *dy1) {
+    __m128i h = _mm_insert_epi16(_mm_insert_epi16(dx_halves, sl_load_u16(dy0), 2), sl_load_u16(dy1), 3);
+    __m128 f = _mm_cvtph_ps(h);
+    return _mm_mul_ps(f, _mm_movehl_ps(f, f));
+}
+
+/* int32 lanes of sum x*y for a weight block as signed bytes xs (ax = |xs|). */
+TARGET_AVX2 static ALWAYS_INLINE __m256i q8_block_dot(__m256i xs, __m256i ax, const block_q8_0 *y) {
+    __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+    return sum_pairs_i16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(yq, xs)));
+}
+
+/* Block i of a Q4_0 (is_q4) or Q8_0 row as signed bytes. */
+TARGET_AVX2 static ALWAYS_INLINE __m256i q80_q40_signed(const void *w, bool is_q4, int64_t i) {
+    if (is_q4) return _mm256_sub_epi8(nibbles_32(((const block_q4_0 *)w)[i].qs), _mm256_set1_epi8(8));
+    return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)w)[i].qs);
+}
+TARGET_AVX2 static ALWAYS_INLINE const uint8_t *q80_q40_scale(const void *w, bool is_q4, int64_t i) {
+    return is_q4 ? ((const block_q4_0 *)w)[i].d : ((const block_q8_0 *)w)[i].d;
+}
+
+TARGET_AVX2 static ALWAYS_INLINE void q80_q40_core_avx2(int64_t n, const void *w, bool is_q4, const void *const *acts,
+                                                        int nact, float *out) {
+    __m256 acc0[SL_DOT_GROUP], acc1[SL_DOT_GROUP];
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) acc0[a] = acc1[a] = _mm256_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i x0 = q80_q40_signed(w, is_q4, i), x1 = q80_q40_signed(w, is_q4, i + 1);
+        __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+        __m128i dx = pair_halves(q80_q40_scale(w, is_q4, i), q80_q40_scale(w, is_q4, i + 1));
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_0 *y = acts[a];
+            __m128 d = pair_scale_products(dx, y[i].d, y[i + 1].d);
+            acc0[a] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(q8_block_dot(x0, ax0, &y[i])), acc0[a]);
+            acc1[a] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),
+                                      _mm256_cvtepi32_ps(q8_block_dot(x1, ax1, &y[i + 1])), acc1[a]);
+        }
+    }
+    if (i < nb) {
+        __m256i x0 = q80_q40_signed(w, is_q4, i), ax0 = _mm256_sign_epi8(x0, x0);
+        float dx0 = f16_at(q80_q40_scale(w, is_q4, i));
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_0 *y = acts[a];
+            __m256 d = _mm256_set1_ps(dx0 * f16_at(y[i].d));
+            acc0[a] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_block_dot(x0, ax0, &y[i])), acc0[a]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = hsum_ps(_mm256_add_ps(acc0[a], acc1[a]));
+}
+
+TARGET_AVX2 static ALWAYS_INLINE void q8_0_core_avx2(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
+    q80_q40_core_avx2(n, w, false, acts, nact, out);
+}
+TARGET_AVX2 static ALWAYS_INLINE void q4_0_core_avx2(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
+    q80_q40_core_avx2(n, w, true, acts, nact, out);
+}
+
 TARGET_AVX2 static float dot_q8_0_avx2(int64_t n, const void *w, const void *act) {
-    const block_q8_0 *x = w;
-    const block_q8_0 *y = act;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / 32, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i + 1].d) * f16_at(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    float out;
+    q8_0_core_avx2(n, w, &act, 1, &out);
+    return out;
 }
-
-/* Q4_0 block times Q8_0 block: int32 lanes of sum (q-8)*y. */
-TARGET_AVX2 static inline __m256i q4_0_block_dot(const block_q4_0 *x, const block_q8_0 *y) {
-    __m256i q = _mm256_sub_epi8(nibbles_32(x->qs), _mm256_set1_epi8(8));
-    return dot_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+TARGET_AVX2 static void dots_q8_0_avx2(int64_t n, const void *w, const void *const *acts, float *out) {
+    q8_0_core_avx2(n, w, acts, SL_DOT_GROUP, out);
 }
-
 TARGET_AVX2 static float dot_q4_0_avx2(int64_t n, const void *w, const void *act) {
-    const block_q4_0 *x = w;
-    const block_q8_0 *y = act;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / 32, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i p0 = q4_0_block_dot(&x[i], &y[i]);
-        __m256i p1 = q4_0_block_dot(&x[i + 1], &y[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i + 1].d) * f16_at(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256i p = q4_0_block_dot(&x[i], &y[i]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x[i].d) * f16_at(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    float out;
+    q4_0_core_avx2(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX2 static void dots_q4_0_avx2(int64_t n, const void *w, const void *const *acts, float *out) {
+    q4_0_core_avx2(n, w, acts, SL_DOT_GROUP, out);
 }
 
 /* The 32 fifth bits of a Q5_0/Q5_1 block (bit j for element j) as 0x10 bytes. */
@@ -366,61 +420,103 @@ TARGET_AVX2 static inline __m256i broadcast_i16(__m256i s, int j) {
     return _mm256_shuffle_epi8(s, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
 }
 
-TARGET_AVX2 static float dot_q4_K_avx2(int64_t n, const void *w, const void *act) {
-    const block_q4_K *x = w;
-    const block_q8_K *y = act;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        uint64_t sc8, mins8;
-        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
-        int summs = k4_min_sum(mins8, &y[i]);
-        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        __m256i acc = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k + 32));
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), y0);
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), y1);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, broadcast_i16(sc, 2 * k)));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, broadcast_i16(sc, 2 * k + 1)));
-        }
-        int isum = hsum_epi32(acc);
-        float yd = sl_load_f32(y[i].d);
-        sum += f16_at(x[i].d) * yd * isum - f16_at(x[i].dmin) * yd * summs;
-    }
-    return sum;
+/* Q4_K and Q5_K: the 32-element sub-block pairs of chunk k (levels lo, hi)
+ * against one activation row, into int32 lanes. */
+TARGET_AVX2 static ALWAYS_INLINE __m256i k4_chunk_avx2(__m256i acc, __m256i lo, __m256i hi, __m256i s_lo, __m256i s_hi,
+                                                       const int8_t *q8) {
+    __m256i y0 = _mm256_loadu_si256((const __m256i *)q8);
+    __m256i y1 = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi));
 }
 
-TARGET_AVX2 static float dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
-    const block_q5_K *x = w;
-    const block_q8_K *y = act;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), bit0 = _mm256_set1_epi8(0x01), bit1 = _mm256_set1_epi8(0x02);
-    float sum = 0;
+/* The scaled sum of a Q4_K/Q5_K super-block, as the reference computes it. */
+TARGET_AVX2 static ALWAYS_INLINE float k4_block_sum(const uint8_t *d, const uint8_t *dmin, int isum, int summs, const block_q8_K *y) {
+    float yd = sl_load_f32(y->d);
+    return f16_at(d) * yd * isum - f16_at(dmin) * yd * summs;
+}
+
+TARGET_AVX2 static ALWAYS_INLINE void q4_K_core_avx2(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
+    const block_q4_K *x = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum[SL_DOT_GROUP] = {0};
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint64_t sc8, mins8;
         unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
-        int summs = k4_min_sum(mins8, &y[i]);
         __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        __m256i h = _mm256_loadu_si256((const __m256i *)x[i].qh); /* bit 2k, 2k+1 of h: chunk k */
-        __m256i acc = _mm256_setzero_si256();
+        __m256i acc[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i s_lo = broadcast_i16(sc, 2 * k), s_hi = broadcast_i16(sc, 2 * k + 1);
+            #pragma GCC unroll 4
+            for (int a = 0; a < nact; a++) {
+                const block_q8_K *y = acts[a];
+                acc[a] = k4_chunk_avx2(acc[a], lo, hi, s_lo, s_hi, y[i].qs + 64 * k);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_K *y = acts[a];
+            sum[a] += k4_block_sum(x[i].d, x[i].dmin, hsum_epi32(acc[a]), k4_min_sum(mins8, &y[i]), &y[i]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = sum[a];
+}
+
+TARGET_AVX2 static ALWAYS_INLINE void q5_K_core_avx2(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
+    const block_q5_K *x = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit0 = _mm256_set1_epi8(0x01), bit1 = _mm256_set1_epi8(0x02);
+    float sum[SL_DOT_GROUP] = {0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint64_t sc8, mins8;
+        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        __m256i h = _mm256_loadu_si256((const __m256i *)x[i].qh); /* bits 2k, 2k+1: chunk k */
+        __m256i acc[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * k));
             __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(_mm256_and_si256(h, bit0), 4));
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
                                          _mm256_slli_epi16(_mm256_and_si256(h, bit1), 3));
             h = _mm256_srli_epi16(h, 2);
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * k + 32));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), broadcast_i16(sc, 2 * k)));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), broadcast_i16(sc, 2 * k + 1)));
+            __m256i s_lo = broadcast_i16(sc, 2 * k), s_hi = broadcast_i16(sc, 2 * k + 1);
+            #pragma GCC unroll 4
+            for (int a = 0; a < nact; a++) {
+                const block_q8_K *y = acts[a];
+                acc[a] = k4_chunk_avx2(acc[a], lo, hi, s_lo, s_hi, y[i].qs + 64 * k);
+            }
         }
-        int isum = hsum_epi32(acc);
-        float yd = sl_load_f32(y[i].d);
-        sum += f16_at(x[i].d) * yd * isum - f16_at(x[i].dmin) * yd * summs;
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_K *y = acts[a];
+            sum[a] += k4_block_sum(x[i].d, x[i].dmin, hsum_epi32(acc[a]), k4_min_sum(mins8, &y[i]), &y[i]);
+        }
     }
-    return sum;
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = sum[a];
+}
+
+TARGET_AVX2 static float dot_q4_K_avx2(int64_t n, const void *w, const void *act) {
+    float out;
+    q4_K_core_avx2(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX2 static void dots_q4_K_avx2(int64_t n, const void *w, const void *const *acts, float *out) {
+    q4_K_core_avx2(n, w, acts, SL_DOT_GROUP, out);
+}
+TARGET_AVX2 static float dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
+    float out;
+    q5_K_core_avx2(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX2 static void dots_q5_K_avx2(int64_t n, const void *w, const void *const *acts, float *out) {
+    q5_K_core_avx2(n, w, acts, SL_DOT_GROUP, out);
 }
 
 /* Sub-blocks 2k and 2k+1 of a 128-bit lane of 16-bit scales (the lane
@@ -436,38 +532,56 @@ TARGET_AVX2 static inline int q6k_offset_sum(__m256i sc16, const block_q8_K *y) 
     return 32 * hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16));
 }
 
-TARGET_AVX2 static float dot_q6_K_avx2(int64_t n, const void *w, const void *act) {
+TARGET_AVX2 static ALWAYS_INLINE void q6_K_core_avx2(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
     const block_q6_K *x = w;
-    const block_q8_K *y = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    float sum = 0;
+    float sum[SL_DOT_GROUP] = {0};
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        int offset = q6k_offset_sum(sc16, &y[i]);
         /* 128-bit lane h of the 16 scales, in both lanes */
         __m256i sc_halves[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-        __m256i acc = _mm256_setzero_si256();
+        __m256i acc[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h;
-            const int8_t *q8 = y[i].qs + 128 * h;
-            __m256i a = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i b = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-            __m256i sc_half = sc_halves[h];
-            for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(sc_half, k)));
+            __m256i q[4], s[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            for (int k = 0; k < 4; k++) s[k] = scale_pair(sc_halves[h], k);
+            #pragma GCC unroll 4
+            for (int a = 0; a < nact; a++) {
+                const int8_t *q8 = ((const block_q8_K *)acts[a])[i].qs + 128 * h;
+                for (int k = 0; k < 4; k++) {
+                    __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
+                    acc[a] = _mm256_add_epi32(acc[a], _mm256_madd_epi16(p, s[k]));
+                }
             }
         }
-        int isum = hsum_epi32(acc) - offset;
-        sum += (f16_at(x[i].d) * sl_load_f32(y[i].d)) * isum;
+        float dx = f16_at(x[i].d);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_K *y = acts[a];
+            int isum = hsum_epi32(acc[a]) - q6k_offset_sum(sc16, &y[i]);
+            sum[a] += (dx * sl_load_f32(y[i].d)) * isum;
+        }
     }
-    return sum;
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = sum[a];
+}
+
+TARGET_AVX2 static float dot_q6_K_avx2(int64_t n, const void *w, const void *act) {
+    float out;
+    q6_K_core_avx2(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX2 static void dots_q6_K_avx2(int64_t n, const void *w, const void *const *acts, float *out) {
+    q6_K_core_avx2(n, w, acts, SL_DOT_GROUP, out);
 }
 
 TARGET_AVX2 static float dot_q2_K_avx2(int64_t n, const void *w, const void *act) {
@@ -539,12 +653,6 @@ TARGET_AVX512 static inline __m512i load_2x256(const void *lo, const void *hi) {
                               _mm256_loadu_si256((const __m256i *)hi), 1);
 }
 
-/* d0 in the low 8 lanes, d1 in the high 8. */
-TARGET_AVX512 static inline __m512 scales_2x8(float d0, float d1) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0)),
-                                               _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
-}
-
 TARGET_AVX512 static float dot_f32_avx512(int64_t n, const void *w, const void *act) {
     const float *x = w, *y = act;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -567,44 +675,84 @@ TARGET_AVX512 static inline __m512 load_f16x16(const uint8_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-TARGET_AVX512 static float dot_f16_avx512(int64_t n, const void *w, const void *act) {
-    const uint8_t *x = w, *y = act;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+TARGET_AVX512 static ALWAYS_INLINE void f16_core_avx512(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
+    const uint8_t *x = w;
+    __m512 acc[SL_DOT_GROUP][4];
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) acc[a][0] = acc[a][1] = acc[a][2] = acc[a][3] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_fmadd_ps(load_f16x16(x + 2 * i), load_f16x16(y + 2 * i), acc0);
-        acc1 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 32), load_f16x16(y + 2 * i + 32), acc1);
-        acc2 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 64), load_f16x16(y + 2 * i + 64), acc2);
-        acc3 = _mm512_fmadd_ps(load_f16x16(x + 2 * i + 96), load_f16x16(y + 2 * i + 96), acc3);
+        __m512 w0 = load_f16x16(x + 2 * i), w1 = load_f16x16(x + 2 * i + 32);
+        __m512 w2 = load_f16x16(x + 2 * i + 64), w3 = load_f16x16(x + 2 * i + 96);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const uint8_t *y = acts[a];
+            acc[a][0] = _mm512_fmadd_ps(w0, load_f16x16(y + 2 * i), acc[a][0]);
+            acc[a][1] = _mm512_fmadd_ps(w1, load_f16x16(y + 2 * i + 32), acc[a][1]);
+            acc[a][2] = _mm512_fmadd_ps(w2, load_f16x16(y + 2 * i + 64), acc[a][2]);
+            acc[a][3] = _mm512_fmadd_ps(w3, load_f16x16(y + 2 * i + 96), acc[a][3]);
+        }
     }
-    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load_f16x16(x + 2 * i), load_f16x16(y + 2 * i), acc0);
-    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
-    for (; i < n; i++) sum += f16_at_512(x + 2 * i) * f16_at_512(y + 2 * i);
-    return sum;
+    for (; i + 16 <= n; i += 16) {
+        __m512 w0 = load_f16x16(x + 2 * i);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a][0] = _mm512_fmadd_ps(w0, load_f16x16((const uint8_t *)acts[a] + 2 * i), acc[a][0]);
+    }
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) {
+        const uint8_t *y = acts[a];
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[a][0], acc[a][1]), _mm512_add_ps(acc[a][2], acc[a][3])));
+        for (int64_t j = i; j < n; j++) sum += f16_at_512(x + 2 * j) * f16_at_512(y + 2 * j);
+        out[a] = sum;
+    }
 }
 
-/* sum x*y of two pairs of 32 int8 (any values) in int32 lanes, via the
- * unsigned-times-signed VNNI product: (x+128)*y - 128*y. */
-TARGET_AVX512 static inline __m512i dot_i8_512(__m512i x, __m512i y) {
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    __m512i biased = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, bias), y);
-    return _mm512_sub_epi32(biased, _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, y));
+TARGET_AVX512 static float dot_f16_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    f16_core_avx512(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_f16_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    f16_core_avx512(n, w, acts, SL_DOT_GROUP, out);
 }
 
-TARGET_AVX512 static float dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
+/* Q8_0 and Q4_0 with Q8_0 activations, two blocks per 512-bit vector and
+ * one float accumulator per activation row; an odd last block goes through
+ * the AVX2 code. The products use VNNI's unsigned-times-signed dpbusd. */
+TARGET_AVX512 static ALWAYS_INLINE __m512 q8_pair_fma(__m512i xu, __m512i corr, __m128i dx_halves,
+                                                     const block_q8_0 *y, __m512 acc) {
+    __m512i yy = load_2x256(y[0].qs, y[1].qs);
+    __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xu, yy),
+                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), corr, yy));
+    __m128 prod = pair_scale_products(dx_halves, y[0].d, y[1].d);
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(prod));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+/* Q8_0: sum x*y = sum (x+128)*y - 128*sum y. */
+TARGET_AVX512 static ALWAYS_INLINE void q8_0_core_avx512(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
     const block_q8_0 *x = w;
-    const block_q8_0 *y = act;
-    __m512 acc = _mm512_setzero_ps();
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc[SL_DOT_GROUP];
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) acc[a] = _mm512_setzero_ps();
     int64_t nb = n / 32, i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m512i p = dot_i8_512(load_2x256(x[i].qs, x[i + 1].qs), load_2x256(y[i].qs, y[i + 1].qs));
-        __m512 d = scales_2x8(f16_at_512(x[i].d) * f16_at_512(y[i].d), f16_at_512(x[i + 1].d) * f16_at_512(y[i + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+        __m512i xu = _mm512_xor_si512(load_2x256(x[i].qs, x[i + 1].qs), bias);
+        __m128i dx = pair_halves(x[i].d, x[i + 1].d);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = q8_pair_fma(xu, bias, dx, &((const block_q8_0 *)acts[a])[i], acc[a]);
     }
-    float sum = _mm512_reduce_add_ps(acc);
-    if (i < nb) sum += dot_q8_0_avx2(32, &x[i], &y[i]);
-    return sum;
+    float tail[SL_DOT_GROUP] = {0};
+    if (i < nb) {
+        const void *tail_acts[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) tail_acts[a] = &((const block_q8_0 *)acts[a])[i];
+        q8_0_core_avx2(32, &x[i], tail_acts, nact, tail);
+    }
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = _mm512_reduce_add_ps(acc[a]) + tail[a];
 }
 
 /* The nibbles of two Q4 blocks (16 bytes each) as 64 bytes: block a's low
@@ -617,24 +765,46 @@ TARGET_AVX512 static inline __m512i nibbles_2x32(const uint8_t *a, const uint8_t
     return _mm512_and_si512(_mm512_srlv_epi16(aabb, shift), _mm512_set1_epi8(0x0F));
 }
 
-TARGET_AVX512 static float dot_q4_0_avx512(int64_t n, const void *w, const void *act) {
+/* Q4_0: sum (q-8)*y = sum q*y - 8*sum y, with q unsigned. */
+TARGET_AVX512 static ALWAYS_INLINE void q4_0_core_avx512(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
     const block_q4_0 *x = w;
-    const block_q8_0 *y = act;
     const __m512i eight = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[SL_DOT_GROUP];
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) acc[a] = _mm512_setzero_ps();
     int64_t nb = n / 32, i = 0;
     for (; i + 2 <= nb; i += 2) {
         __m512i q = nibbles_2x32(x[i].qs, x[i + 1].qs);
-        __m512i yy = load_2x256(y[i].qs, y[i + 1].qs);
-        /* sum (q-8)*y = sum q*y - 8*sum y, with q unsigned */
-        __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, yy),
-                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, yy));
-        __m512 d = scales_2x8(f16_at_512(x[i].d) * f16_at_512(y[i].d), f16_at_512(x[i + 1].d) * f16_at_512(y[i + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+        __m128i dx = pair_halves(x[i].d, x[i + 1].d);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = q8_pair_fma(q, eight, dx, &((const block_q8_0 *)acts[a])[i], acc[a]);
     }
-    float sum = _mm512_reduce_add_ps(acc);
-    if (i < nb) sum += dot_q4_0_avx2(32, &x[i], &y[i]);
-    return sum;
+    float tail[SL_DOT_GROUP] = {0};
+    if (i < nb) {
+        const void *tail_acts[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) tail_acts[a] = &((const block_q8_0 *)acts[a])[i];
+        q4_0_core_avx2(32, &x[i], tail_acts, nact, tail);
+    }
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = _mm512_reduce_add_ps(acc[a]) + tail[a];
+}
+
+TARGET_AVX512 static float dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    q8_0_core_avx512(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_q8_0_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    q8_0_core_avx512(n, w, acts, SL_DOT_GROUP, out);
+}
+TARGET_AVX512 static float dot_q4_0_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    q4_0_core_avx512(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_q4_0_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    q4_0_core_avx512(n, w, acts, SL_DOT_GROUP, out);
 }
 
 /* 16-bit index vectors picking, in each quarter (or half) of a 512-bit
@@ -649,105 +819,134 @@ TARGET_AVX512 static inline __m512i lane_index_quarters(int a, int b, int c, int
     return _mm512_inserti32x4(v, _mm_set1_epi16((short)d), 3);
 }
 
-/* Q4_K and Q5_K share this: 128 elements (sub-blocks 4h..4h+3) given their
- * 64 bytes of levels split into lo = [sb 4h | sb 4h+2] and hi = [sb 4h+1 | sb 4h+3]. */
-TARGET_AVX512 static inline __m512i k4_half_dot(__m512i acc, __m512i lo, __m512i hi, const int8_t *q8,
-                                                __m512i sc, int h) {
+/* Q4_K and Q5_K: 128 elements (sub-blocks 4h..4h+3), given their levels as
+ * lo = [sb 4h | sb 4h+2] and hi = [sb 4h+1 | sb 4h+3] and the matching
+ * scales, against one activation row's q8 (its elements 128h..). */
+TARGET_AVX512 static ALWAYS_INLINE __m512i k4_half_dot(__m512i acc, __m512i lo, __m512i hi, __m512i s_lo, __m512i s_hi,
+                                                       const int8_t *q8) {
     __m512i ya = _mm512_loadu_si512((const void *)q8);
     __m512i yb = _mm512_loadu_si512((const void *)(q8 + 64));
     __m512i y_lo = _mm512_shuffle_i64x2(ya, yb, 0x44); /* q8[0..32) and q8[64..96) */
     __m512i y_hi = _mm512_shuffle_i64x2(ya, yb, 0xEE); /* q8[32..64) and q8[96..128) */
-    __m512i s_lo = _mm512_permutexvar_epi16(lane_index_halves(4 * h, 4 * h + 2), sc);
-    __m512i s_hi = _mm512_permutexvar_epi16(lane_index_halves(4 * h + 1, 4 * h + 3), sc);
     acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(lo, y_lo), s_lo);
     return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(hi, y_hi), s_hi);
 }
 
-TARGET_AVX512 static float dot_q4_K_avx512(int64_t n, const void *w, const void *act) {
-    const block_q4_K *x = w;
-    const block_q8_K *y = act;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        uint64_t sc8, mins8;
-        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
-        int summs = k4_min_sum(mins8, &y[i]);
-        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        __m512i acc = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512i q = _mm512_loadu_si512((const void *)(x[i].qs + 64 * h));
-            __m512i lo = _mm512_and_si512(q, m4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            acc = k4_half_dot(acc, lo, hi, y[i].qs + 128 * h, sc, h);
-        }
-        int isum = _mm512_reduce_add_epi32(acc);
-        float yd = sl_load_f32(y[i].d);
-        sum += f16_at_512(x[i].d) * yd * isum - f16_at_512(x[i].dmin) * yd * summs;
-    }
-    return sum;
-}
-
-TARGET_AVX512 static float dot_q5_K_avx512(int64_t n, const void *w, const void *act) {
-    const block_q5_K *x = w;
-    const block_q8_K *y = act;
+/* Q4_K (with_high false) and Q5_K (true: the fifth bits of sub-block sb are bit sb of qh[e % 32]). */
+TARGET_AVX512 static ALWAYS_INLINE void k4_core_avx512(int64_t n, const void *w, bool with_high, const void *const *acts,
+                                                       int nact, float *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
-    float sum = 0;
+    const size_t block_size = with_high ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    float sum[SL_DOT_GROUP] = {0};
     for (int64_t i = 0; i < n / QK_K; i++) {
+        /* Q4_K and Q5_K share the layout of d, dmin and scales; qs follows qh in Q5_K */
+        const uint8_t *blk = (const uint8_t *)w + i * block_size;
+        const block_q4_K *head = (const block_q4_K *)blk;
+        const uint8_t *qs = with_high ? ((const block_q5_K *)blk)->qs : head->qs;
         uint64_t sc8, mins8;
-        unpack_scale_min_k4(x[i].scales, &sc8, &mins8);
-        int summs = k4_min_sum(mins8, &y[i]);
+        unpack_scale_min_k4(head->scales, &sc8, &mins8);
         __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        /* the fifth bit of sub-block sb is bit sb of qh[e % 32] */
-        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].qh));
-        __m512i acc = _mm512_setzero_si512();
+        __m512i qh = with_high ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh))
+                               : _mm512_setzero_si512();
+        __m512i acc[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512i q = _mm512_loadu_si512((const void *)(x[i].qs + 64 * h));
+            __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * h));
             __m512i lo = _mm512_and_si512(q, m4);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            __m512i bits_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
-            __m512i bits_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 1))), _mm256_set1_epi8((char)(1 << (4 * h + 3))), 1);
-            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, bits_lo), lo, sixteen);
-            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bits_hi), hi, sixteen);
-            acc = k4_half_dot(acc, lo, hi, y[i].qs + 128 * h, sc, h);
+            if (with_high) {
+                __m512i bits_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
+                __m512i bits_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 1))), _mm256_set1_epi8((char)(1 << (4 * h + 3))), 1);
+                lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, bits_lo), lo, sixteen);
+                hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bits_hi), hi, sixteen);
+            }
+            __m512i s_lo = _mm512_permutexvar_epi16(lane_index_halves(4 * h, 4 * h + 2), sc);
+            __m512i s_hi = _mm512_permutexvar_epi16(lane_index_halves(4 * h + 1, 4 * h + 3), sc);
+            #pragma GCC unroll 4
+            for (int a = 0; a < nact; a++) {
+                const block_q8_K *y = acts[a];
+                acc[a] = k4_half_dot(acc[a], lo, hi, s_lo, s_hi, y[i].qs + 128 * h);
+            }
         }
-        int isum = _mm512_reduce_add_epi32(acc);
-        float yd = sl_load_f32(y[i].d);
-        sum += f16_at_512(x[i].d) * yd * isum - f16_at_512(x[i].dmin) * yd * summs;
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_K *y = acts[a];
+            sum[a] += k4_block_sum(head->d, head->dmin, _mm512_reduce_add_epi32(acc[a]), k4_min_sum(mins8, &y[i]), &y[i]);
+        }
     }
-    return sum;
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = sum[a];
 }
 
-TARGET_AVX512 static float dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
+TARGET_AVX512 static float dot_q4_K_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    k4_core_avx512(n, w, false, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_q4_K_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    k4_core_avx512(n, w, false, acts, SL_DOT_GROUP, out);
+}
+TARGET_AVX512 static float dot_q5_K_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    k4_core_avx512(n, w, true, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_q5_K_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    k4_core_avx512(n, w, true, acts, SL_DOT_GROUP, out);
+}
+
+TARGET_AVX512 static ALWAYS_INLINE void q6_K_core_avx512(int64_t n, const void *w, const void *const *acts, int nact, float *out) {
     const block_q6_K *x = w;
-    const block_q8_K *y = act;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m_high = _mm512_set1_epi8(0x30);
     /* per 256-bit half: shifts that bring the qh bits of elements 0-31 | 32-63
      * (bits 0-1 | 2-3) and 64-95 | 96-127 (bits 4-5 | 6-7) to bits 4-5 */
     const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i right = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    float sum = 0;
+    float sum[SL_DOT_GROUP] = {0};
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        int offset = q6k_offset_sum(sc16, &y[i]);
         __m512i sc = _mm512_castsi256_si512(sc16);
-        __m512i acc = _mm512_setzero_si512();
+        __m512i acc[SL_DOT_GROUP];
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) acc[a] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * h));
             __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h)));
             __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, left), m_high));
             __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                           _mm512_and_si512(_mm512_srlv_epi16(qh, right), m_high));
-            const int8_t *q8 = y[i].qs + 128 * h;
-            __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)q8));
-            __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(q8 + 64)));
             int b = 8 * h;
-            acc = _mm512_dpwssd_epi32(acc, p01, _mm512_permutexvar_epi16(lane_index_quarters(b, b + 1, b + 2, b + 3), sc));
-            acc = _mm512_dpwssd_epi32(acc, p23, _mm512_permutexvar_epi16(lane_index_quarters(b + 4, b + 5, b + 6, b + 7), sc));
+            __m512i s01 = _mm512_permutexvar_epi16(lane_index_quarters(b, b + 1, b + 2, b + 3), sc);
+            __m512i s23 = _mm512_permutexvar_epi16(lane_index_quarters(b + 4, b + 5, b + 6, b + 7), sc);
+            #pragma GCC unroll 4
+            for (int a = 0; a < nact; a++) {
+                const int8_t *q8 = ((const block_q8_K *)acts[a])[i].qs + 128 * h;
+                __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)q8));
+                __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(q8 + 64)));
+                acc[a] = _mm512_dpwssd_epi32(acc[a], p01, s01);
+                acc[a] = _mm512_dpwssd_epi32(acc[a], p23, s23);
+            }
         }
-        int isum = _mm512_reduce_add_epi32(acc) - offset;
-        sum += (f16_at_512(x[i].d) * sl_load_f32(y[i].d)) * isum;
+        float dx = f16_at_512(x[i].d);
+        #pragma GCC unroll 4
+        for (int a = 0; a < nact; a++) {
+            const block_q8_K *y = acts[a];
+            int isum = _mm512_reduce_add_epi32(acc[a]) - q6k_offset_sum(sc16, &y[i]);
+            sum[a] += (dx * sl_load_f32(y[i].d)) * isum;
+        }
     }
-    return sum;
+    #pragma GCC unroll 4
+    for (int a = 0; a < nact; a++) out[a] = sum[a];
+}
+
+TARGET_AVX512 static float dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
+    float out;
+    q6_K_core_avx512(n, w, &act, 1, &out);
+    return out;
+}
+TARGET_AVX512 static void dots_q6_K_avx512(int64_t n, const void *w, const void *const *acts, float *out) {
+    q6_K_core_avx512(n, w, acts, SL_DOT_GROUP, out);
 }
 
 /* ======================= tables ======================= */
@@ -759,6 +958,10 @@ const sl_kernel_table sl_kernels_avx2 = {
         [SL_TYPE_Q5_1] = dot_q5_1_avx2, [SL_TYPE_Q8_0] = dot_q8_0_avx2, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
         [SL_TYPE_Q4_K] = dot_q4_K_avx2, [SL_TYPE_Q5_K] = dot_q5_K_avx2, [SL_TYPE_Q6_K] = dot_q6_K_avx2,
         [SL_TYPE_Q2_K] = dot_q2_K_avx2, [SL_TYPE_Q3_K] = dot_q3_K_avx2,
+    },
+    .vec_dot_group = {
+        [SL_TYPE_Q4_0] = dots_q4_0_avx2, [SL_TYPE_Q8_0] = dots_q8_0_avx2, [SL_TYPE_Q4_K] = dots_q4_K_avx2,
+        [SL_TYPE_Q5_K] = dots_q5_K_avx2, [SL_TYPE_Q6_K] = dots_q6_K_avx2,
     },
     .quantize = {
         [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,
@@ -773,6 +976,10 @@ const sl_kernel_table sl_kernels_avx512 = {
         [SL_TYPE_Q5_1] = dot_q5_1_avx2,   [SL_TYPE_Q8_0] = dot_q8_0_avx512, [SL_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
         [SL_TYPE_Q4_K] = dot_q4_K_avx512, [SL_TYPE_Q5_K] = dot_q5_K_avx512, [SL_TYPE_Q6_K] = dot_q6_K_avx512,
         [SL_TYPE_Q2_K] = dot_q2_K_avx2,   [SL_TYPE_Q3_K] = dot_q3_K_avx2,
+    },
+    .vec_dot_group = {
+        [SL_TYPE_F16] = dots_f16_avx512,  [SL_TYPE_Q4_0] = dots_q4_0_avx512, [SL_TYPE_Q8_0] = dots_q8_0_avx512,
+        [SL_TYPE_Q4_K] = dots_q4_K_avx512, [SL_TYPE_Q5_K] = dots_q5_K_avx512, [SL_TYPE_Q6_K] = dots_q6_K_avx512,
     },
     .quantize = {
         [SL_TYPE_Q8_0] = quant_q8_0_avx2, [SL_TYPE_Q8_1] = quant_q8_1_avx2,

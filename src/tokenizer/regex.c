@@ -15,7 +15,7 @@
 #include "tokenizer/unicode.h"
 
 #define MAX_NESTING 100
-#define MAX_PROGRAM (1u << 20)
+#define MAX_PROGRAM (1u << 18)
 #define MAX_STACK ((size_t)1 << 26) /* backtrack entries: bounds memory on hostile input */
 #define REPEAT_INF UINT32_MAX
 
@@ -1034,6 +1034,18 @@ static int match_at(match_ctx *c, size_t pos, size_t *end) {
     return run(c, 0, pos, end);
 }
 
+/* When a pattern starts with x+ (x one character, no upper bound) and fails
+ * at p, it also fails at every later position of the run of x that starts at
+ * p: x+ would end at the same places and what follows would see the same
+ * text. Returns the run's length, to skip it (0 when the rule does not apply). */
+static size_t failed_run(const match_ctx *c, size_t p) {
+    const re_inst *in = &c->re->prog[1];
+    if (in->op != OP_REPEAT || in->arg == 0 || in->y >= 0) return 0;
+    size_t k = 0;
+    while (p + k < c->seg_end && one_match(c->re, in + 1, char_at(c, p + k))) k++;
+    return k;
+}
+
 /* std::regex_search from `from`: the first position that matches. The first
  * position is tried with the caller's prev_avail, later ones with it set. */
 static int search(match_ctx *c, size_t from, size_t *mstart, size_t *mend) {
@@ -1046,6 +1058,8 @@ static int search(match_ctx *c, size_t from, size_t *mstart, size_t *mend) {
             if (r > 0) *mstart = p;
             return r;
         }
+        size_t skip = failed_run(c, p);
+        if (skip > 1) p += skip - 1;
     }
     c->prev_avail = prev_avail;
     return 0;

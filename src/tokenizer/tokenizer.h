@@ -86,7 +86,8 @@ typedef struct sl_detok {
 
 void sl_detok_init(sl_detok *d, const sl_tokenizer *t, bool render_special);
 /* Writes the text that `id` completes to out (NUL-terminated) and returns its
- * length. cap must be at least sl_tokenizer_max_piece(t) + 16. */
+ * length. cap must be at least sl_tokenizer_max_piece(t) + 16 (text that does
+ * not fit a smaller buffer is dropped). */
 size_t sl_detok_push(sl_detok *d, int32_t id, char *out, size_t cap);
 /* Emits what is held at the end (invalid bytes become U+FFFD). */
 size_t sl_detok_flush(sl_detok *d, char *out, size_t cap);
