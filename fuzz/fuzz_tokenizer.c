@@ -40,7 +40,7 @@ static sl_tokenizer *load(sl_gguf_writer *w) {
 }
 
 /* A few merged tokens over the 256 single-byte ones, plus special tokens. */
-static const char *const bpe_extra[] = {"\xC4\xA0t", "he", "\xC4\xA0the", "in", "\xC4\xA0a", "er", "<|endoftext|>",
+static const char *const bpe_extra[] = {"\xC4\xA0t", "he", "\xC4\xA0the", "in", "\xC4\xA0" "a", "er", "<|endoftext|>",
                                         "<tool>", "\xE2\x96\x81" "a", "<0x41>"};
 static const char *const bpe_merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he", "i n", "\xC4\xA0 a", "e r"};
 

@@ -7,9 +7,22 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* How long a worker polls for the next task before sleeping: long enough to
- * bridge the gap between the kernels of one forward pass. */
-#define SPIN_ITERATIONS 200000
+/* Waiting, in three stages: poll with a pause instruction (the next task
+ * usually comes within microseconds), then poll while yielding the CPU (so a
+ * waiting thread never starves a descheduled one when the machine is
+ * oversubscribed), then sleep. Counts of polls. */
+#define SPIN_PAUSE 2000
+#define SPIN_YIELD 20000
+
+static void wait_a_little(int spins) {
+    if (spins < SPIN_PAUSE) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else {
+        sched_yield();
+    }
+}
 
 struct sl_pool {
     int n;
@@ -39,10 +52,8 @@ static void *worker_main(void *arg) {
         int spins = 0;
         while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load(&p->stop)) {
-            if (++spins < SPIN_ITERATIONS) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
+            if (++spins < SPIN_YIELD) {
+                wait_a_little(spins);
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -126,11 +137,6 @@ void sl_pool_run(sl_pool *p, sl_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#else
-        sched_yield();
-#endif
-    }
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++)
+        wait_a_little(spins);
 }
