@@ -1139,7 +1139,7 @@ static void run_model_refs(void) {
     free(index);
 }
 
-/* 100 KB of text with the 128k-token Llama 3 vocabulary, well under a second. */
+/* 100 KB of text with the 128k-token Llama 3 vocabulary. */
 static void check_speed(const sl_tokenizer *t, const char *load_error) {
     CHECKF(t != NULL, "%s", load_error);
     if (!t) return;
@@ -1162,7 +1162,9 @@ static void check_speed(const sl_tokenizer *t, const char *load_error) {
     CHECKF(sl_tokenize(t, text, len, true, false, &ids, &n, &err) == 0, "%s", err.msg);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-    double limit = getenv("SL_SANITIZED") ? 20.0 : 1.0;
+    /* Measured: about 0.01 s. The bound only catches a blow-up (say, quadratic
+     * backtracking), not a slow machine. */
+    double limit = getenv("SL_SANITIZED") ? 30.0 : 5.0;
     fprintf(stderr, "  tokenized %zu bytes into %zu tokens in %.3f s\n", len, n, secs);
     CHECKF(secs < limit, "%.3f s", secs);
     CHECK(n > len / 8);

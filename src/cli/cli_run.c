@@ -111,6 +111,7 @@ int cmd_run(int argc, char **argv) {
 
     sl_detok dt;
     sl_detok_init(&dt, s.m->tok, o.show_special);
+    dt.at_start = false; /* the text continues the prompt: keep the first piece's space */
     int32_t n_gen = 0;
     for (; n_gen < n_predict; n_gen++) {
         int32_t id = sl_sampler_sample(smp, logits);

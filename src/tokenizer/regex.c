@@ -101,6 +101,7 @@ typedef struct parser {
 
 static bool grow(void **ptr, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
+    if (need > SIZE_MAX / 4 / elem) return false; /* the size would overflow */
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
     void *q = realloc(*ptr, c * elem);
@@ -684,7 +685,7 @@ static int compile_repeat(parser *ps, const node *nd) {
 }
 
 static int compile_node(parser *ps, int32_t n) {
-    const node nd = ps->nodes[n]; /* a copy: compiling may not move nodes, but keep it simple */
+    const node nd = ps->nodes[n]; /* the tree does not change while compiling */
     switch (nd.kind) {
     case N_EMPTY:
         return 0;
@@ -755,7 +756,7 @@ static int compile_node(parser *ps, int32_t n) {
 sl_regex *sl_regex_compile(const char *pattern, unsigned flags, sl_error *err) {
     size_t plen = strlen(pattern);
     sl_regex *re = calloc(1, sizeof *re);
-    uint32_t *cps = malloc((plen + 1) * sizeof *cps);
+    uint32_t *cps = plen < SIZE_MAX / 8 ? malloc((plen + 1) * sizeof *cps) : NULL;
     parser ps = {0};
     if (!re || !cps) {
         sl_err(err, "regex: out of memory");
@@ -1024,7 +1025,7 @@ static int run(match_ctx *c, int32_t pc, size_t pos, size_t *end) {
 static int match_at(match_ctx *c, size_t pos, size_t *end) {
     sl_regex_scratch *s = c->s;
     if (s->n_regs < c->re->n_regs) {
-        size_t *r = realloc(s->regs, c->re->n_regs * sizeof *r);
+        size_t *r = realloc(s->regs, (size_t)c->re->n_regs * sizeof *r); /* n_regs < MAX_PROGRAM */
         if (!r) return sl_err(c->err, "regex: out of memory");
         s->regs = r;
         s->n_regs = c->re->n_regs;

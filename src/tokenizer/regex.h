@@ -6,7 +6,7 @@
  * of a quantified group that matches nothing ends the loop. Supported:
  *   a|b  (...)  (?:...)  (?i:...)  (?=...)  (?!...)  (?>...)
  *   *  +  ?  {n}  {n,}  {n,m}, each greedy, lazy (suffix ?) or possessive (suffix +)
- *   [...]  [^...]  with ranges and class escapes inside;  .  ^  $  \b  \B
+ *   [...]  [^...]  with ranges and class escapes inside;  . (not \n, \r)  ^  $  \b  \B
  *   \s \S \d \D \w \W (\d and \w are ASCII, as in ECMAScript)
  *   \p{..} \P{..}: L Lu Ll Lt Lm Lo M Mn Mc Me N Nd Nl No P Pc Pd Ps Pe Pi Pf Po
  *                  S Sm Sc Sk So Z Zs Zl Zp C Cc Cf Cs Co Cn, and Han (the CJK

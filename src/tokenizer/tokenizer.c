@@ -121,6 +121,14 @@ static size_t table_size(size_t n) {
     return s;
 }
 
+/* realloc of n elements of `size` bytes; NULL when the size overflows (on
+ * 32-bit targets too) or memory is short. realloc_n(NULL, ...) allocates. */
+static void *realloc_n(void *p, size_t n, size_t size) {
+    uint64_t bytes;
+    if (!sl_mul_u64(n, size, &bytes) || bytes > SIZE_MAX / 2) return NULL;
+    return realloc(p, bytes ? (size_t)bytes : 1);
+}
+
 /* A growable byte buffer. */
 typedef struct buf {
     char *p;
@@ -129,6 +137,7 @@ typedef struct buf {
 
 static bool buf_reserve(buf *b, size_t extra) {
     if (b->n + extra <= b->cap) return true;
+    if (extra > SIZE_MAX / 4 || b->n > SIZE_MAX / 4) return false;
     size_t c = b->cap ? b->cap : 64;
     while (c < b->n + extra) c *= 2;
     char *q = realloc(b->p, c);
@@ -155,7 +164,7 @@ typedef struct ids {
 static bool ids_push(ids *v, int32_t id) {
     if (v->n == v->cap) {
         size_t c = v->cap ? v->cap * 2 : 64;
-        int32_t *q = realloc(v->p, c * sizeof *q);
+        int32_t *q = realloc_n(v->p, c, sizeof *q);
         if (!q) return false;
         v->p = q;
         v->cap = c;
@@ -248,10 +257,10 @@ static int load_tokens(sl_tokenizer *t, const sl_gguf *g, sl_error *err) {
     }
     if (total > UINT32_MAX) return sl_err(err, "tokenizer.ggml.tokens is too large");
     t->n_vocab = (int32_t)n;
-    t->text = malloc((size_t)total);
-    t->text_off = malloc((n + 1) * sizeof *t->text_off);
-    t->score = malloc(n * sizeof *t->score);
-    t->attr = malloc(n * sizeof *t->attr);
+    t->text = realloc_n(NULL, (size_t)total, 1);
+    t->text_off = realloc_n(NULL, n + 1, sizeof *t->text_off);
+    t->score = realloc_n(NULL, n, sizeof *t->score);
+    t->attr = realloc_n(NULL, n, sizeof *t->attr);
     t->eog = calloc(n, sizeof *t->eog);
     size_t slots = table_size(n);
     t->map.slot = calloc(slots, sizeof *t->map.slot);
@@ -315,8 +324,8 @@ static int load_merges(sl_tokenizer *t, const sl_gguf *g, bool required, sl_erro
     if (merges->arr.n > (uint64_t)INT32_MAX / 2) return sl_err(err, "tokenizer.ggml.merges has too many entries");
     size_t n = (size_t)merges->arr.n;
     size_t slots = table_size(n);
-    t->merges.key = malloc(slots * sizeof *t->merges.key);
-    t->merges.rank = malloc(slots * sizeof *t->merges.rank);
+    t->merges.key = realloc_n(NULL, slots, sizeof *t->merges.key);
+    t->merges.rank = realloc_n(NULL, slots, sizeof *t->merges.rank);
     if (!t->merges.key || !t->merges.rank) return sl_err(err, "out of memory for %zu merges", n);
     memset(t->merges.key, 0xFF, slots * sizeof *t->merges.key);
     t->merges.mask = slots - 1;
@@ -364,12 +373,6 @@ static bool text_is(const sl_tokenizer *t, int32_t id, const char *s) {
     size_t len;
     const char *x = tok_text(t, id, &len);
     return len == strlen(s) && memcmp(x, s, len) == 0;
-}
-
-static bool text_in(const sl_tokenizer *t, int32_t id, const char *const *list) {
-    for (; *list; list++)
-        if (text_is(t, id, *list)) return true;
-    return false;
 }
 
 /* If *id is unset, a token whose text is in `list` becomes it and is made a
@@ -433,14 +436,17 @@ static void detect_special_tokens(sl_tokenizer *t) {
     if (t->fim_pad >= 0) t->eog[t->fim_pad] = true;
     if (t->fim_rep >= 0) t->eog[t->fim_rep] = true;
     if (t->fim_sep >= 0) t->eog[t->fim_sep] = true;
-    for (int32_t i = 0; i < t->n_vocab; i++) {
-        if (text_in(t, i, eog)) {
+    for (const char *const *s = eog; *s; s++) {
+        int32_t i = map_find(t, *s, strlen(*s));
+        if (i >= 0) {
             t->eog[i] = true;
             t->attr[i] |= ATTR_CONTROL;
         }
     }
-    for (int32_t i = 0; i < t->n_vocab; i++)
-        if (text_in(t, i, always_rendered)) t->attr[i] = ATTR_USER_DEFINED; /* gpt-oss */
+    for (const char *const *s = always_rendered; *s; s++) {
+        int32_t i = map_find(t, *s, strlen(*s));
+        if (i >= 0) t->attr[i] = ATTR_USER_DEFINED; /* gpt-oss */
+    }
     if (t->eos >= 0) t->eog[t->eos] = true;
     if (t->eot >= 0) t->eog[t->eot] = true;
     if (t->eom >= 0) t->eog[t->eom] = true;
@@ -493,8 +499,8 @@ static int build_special_list(sl_tokenizer *t, sl_error *err) {
     size_t n = 0;
     for (int32_t i = 0; i < t->n_vocab; i++)
         if (t->attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)) n++;
-    t->special = malloc((n ? n : 1) * sizeof *t->special);
-    int32_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    t->special = realloc_n(NULL, n, sizeof *t->special);
+    int32_t *tmp = realloc_n(NULL, n, sizeof *tmp);
     if (!t->special || !tmp) {
         free(tmp);
         return sl_err(err, "out of memory");
@@ -575,7 +581,7 @@ static bool make_piece(const sl_tokenizer *t, int32_t id, buf *out) {
 
 static int build_pieces(sl_tokenizer *t, sl_error *err) {
     buf all = {0};
-    t->piece_off = malloc(((size_t)t->n_vocab + 1) * sizeof *t->piece_off);
+    t->piece_off = realloc_n(NULL, (size_t)t->n_vocab + 1, sizeof *t->piece_off);
     if (!t->piece_off) return sl_err(err, "out of memory");
     size_t longest = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
@@ -607,13 +613,13 @@ static void set_attr_by_text(sl_tokenizer *t, const char *text, uint16_t bit, bo
     else t->attr[id] &= (uint16_t)~bit;
 }
 
-/* llama.cpp's per-model strip attributes. */
-static int apply_strip_attributes(sl_tokenizer *t, const sl_gguf *g, sl_error *err) {
+/* llama.cpp's per-model strip attributes (names that are missing or odd are
+ * simply not matched). */
+static void apply_strip_attributes(sl_tokenizer *t, const sl_gguf *g) {
     char name[256], arch[128];
     bool found;
     if (get_string(g, "general.name", name, sizeof name, &found, NULL)) name[0] = 0;
     if (get_string(g, "general.architecture", arch, sizeof arch, &found, NULL)) arch[0] = 0;
-    (void)err;
     lowercase_ascii(name);
     const char *pre = t->pre_name;
     if (strstr(pre, "jina-v2-de") || strstr(pre, "jina-v2-es") || strstr(pre, "jina-v2-code") ||
@@ -628,7 +634,6 @@ static int apply_strip_attributes(sl_tokenizer *t, const sl_gguf *g, sl_error *e
     } else if (strstr(name, "modern-bert")) {
         set_attr_by_text(t, "[MASK]", ATTR_LSTRIP, true);
     }
-    return 0;
 }
 
 static void init_byte_tokens(sl_tokenizer *t) {
@@ -735,7 +740,8 @@ sl_tokenizer *sl_tokenizer_from_gguf(const sl_gguf *g, sl_error *err) {
         t->add_bos = true; /* llama.cpp forces it for Gemma 4 */
 
     detect_special_tokens(t);
-    if (build_special_list(t, err) || build_pieces(t, err) || apply_strip_attributes(t, g, err)) goto fail;
+    if (build_special_list(t, err) || build_pieces(t, err)) goto fail;
+    apply_strip_attributes(t, g);
     init_byte_tokens(t);
     return t;
 fail:
@@ -820,7 +826,7 @@ typedef struct frag_list {
 static bool frag_push(frag_list *l, int32_t token, size_t off, size_t len) {
     if (l->n == l->cap) {
         size_t c = l->cap ? l->cap * 2 : 16;
-        fragment *q = realloc(l->p, c * sizeof *q);
+        fragment *q = realloc_n(l->p, c, sizeof *q);
         if (!q) return false;
         l->p = q;
         l->cap = c;
@@ -943,7 +949,7 @@ static void work_free(work *w) {
 static bool sym_push(work *w, symbol s) {
     if (w->n_sym == w->cap_sym) {
         size_t c = w->cap_sym ? w->cap_sym * 2 : 64;
-        symbol *q = realloc(w->sym, c * sizeof *q);
+        symbol *q = realloc_n(w->sym, c, sizeof *q);
         if (!q) return false;
         w->sym = q;
         w->cap_sym = c;
@@ -965,7 +971,7 @@ static bool before(bool spm, const bigram *a, const bigram *b) {
 static bool heap_push(work *w, bool spm, bigram b) {
     if (w->n_heap == w->cap_heap) {
         size_t c = w->cap_heap ? w->cap_heap * 2 : 64;
-        bigram *q = realloc(w->heap, c * sizeof *q);
+        bigram *q = realloc_n(w->heap, c, sizeof *q);
         if (!q) return false;
         w->heap = q;
         w->cap_heap = c;
@@ -1122,7 +1128,7 @@ static int bpe_tokenize(const sl_tokenizer *t, work *w, const char *text, size_t
     }
     /* Code points as llama.cpp decodes them (an invalid byte is U+FFFD). */
     if (len + 1 > w->cap_cps) {
-        uint32_t *q = realloc(w->cps, (len + 1) * sizeof *q);
+        uint32_t *q = len < SIZE_MAX ? realloc_n(w->cps, len + 1, sizeof *q) : NULL;
         if (!q) {
             free(escaped.p);
             return sl_err(err, "out of memory");
@@ -1165,6 +1171,7 @@ int sl_tokenize(const sl_tokenizer *t, const char *text, size_t len, bool add_sp
     *out = NULL;
     *n_out = 0;
     if (!text && len) return sl_err(err, "tokenize: no text");
+    if (len > (size_t)INT32_MAX / 8) return sl_err(err, "tokenize: text too long (%zu bytes)", len);
     frag_list frags = {0};
     work w = {0};
     buf spm_text = {0};
@@ -1195,7 +1202,7 @@ int sl_tokenize(const sl_tokenizer *t, const char *text, size_t len, bool add_sp
     }
     if (add_special && t->add_eos && t->eos >= 0 && !ids_push(&w.out, t->eos)) goto oom;
     *n_out = w.out.n;
-    *out = w.out.p ? w.out.p : malloc(sizeof(int32_t));
+    *out = w.out.p ? w.out.p : realloc_n(NULL, 1, sizeof(int32_t));
     if (!*out) goto oom;
     w.out.p = NULL;
     rc = 0;

@@ -1,13 +1,17 @@
 /* tokenizer.h - text <-> token ids, from a GGUF's tokenizer.* metadata.
  *
- * Two models, as in llama.cpp:
+ * Two models, as in llama.cpp (src/llama-vocab.cpp), whose results they match:
  *  - "llama": SentencePiece-style (scores, U+2581 for spaces, byte fallback <0xXX>);
  *  - "gpt2":  byte-level BPE (merges), with the pre-tokenizer regexes chosen by
  *             tokenizer.ggml.pre (llama-bpe, gpt-2, qwen2, smollm, deepseek-llm,
- *             deepseek-coder, falcon, starcoder, refact, mpt, command-r, ...).
+ *             deepseek-coder, falcon, starcoder, refact, mpt, command-r, ...,
+ *             every name llama.cpp knows; see pretok.c). "gemma4" is BPE over
+ *             raw UTF-8 with U+2581 for spaces.
  * Special (control / user-defined) tokens are matched in the text before the
  * model runs, following llama.cpp's rules: with parse_special off, control
- * tokens are tokenized as plain text; user-defined tokens are always matched. */
+ * tokens are tokenized as plain text; user-defined tokens are always matched.
+ * Detokenized text is not "cleaned" (llama.cpp's clean_spaces is not applied):
+ * it is the concatenation of the pieces. */
 #ifndef SL_TOKENIZER_H
 #define SL_TOKENIZER_H
 
@@ -17,7 +21,7 @@ typedef struct sl_tokenizer sl_tokenizer;
 
 typedef enum sl_tok_kind {
     SL_TOK_SPM = 1, /* tokenizer.ggml.model = "llama" */
-    SL_TOK_BPE = 2, /* tokenizer.ggml.model = "gpt2" */
+    SL_TOK_BPE = 2, /* tokenizer.ggml.model = "gpt2" (or "gemma4") */
 } sl_tok_kind;
 
 /* Token attributes (tokenizer.ggml.token_type): */
@@ -59,15 +63,17 @@ int32_t sl_tokenizer_find(const sl_tokenizer *t, const char *text, size_t len);
 /* The pre-tokenizer name in use ("llama-bpe", "default", ...). */
 const char *sl_tokenizer_pre(const sl_tokenizer *t);
 
-/* Tokenizes text[0..len). add_special: prepend BOS / append EOS as the
- * model's add_bos/add_eos flags say. parse_special: match control tokens
- * written in the text. On success *out is a malloc'd array of *n_out ids. */
+/* Tokenizes text[0..len) (any bytes; invalid UTF-8 is handled as llama.cpp
+ * does). add_special: prepend BOS / append EOS as the model's add_bos/add_eos
+ * flags say. parse_special: match control tokens written in the text. On
+ * success *out is a malloc'd array of *n_out ids. Thread-safe. */
 int sl_tokenize(const sl_tokenizer *t, const char *text, size_t len, bool add_special,
                 bool parse_special, int32_t **out, size_t *n_out, sl_error *err);
 
 /* Bytes a token stands for in output text (▁ -> space, <0x0A> -> "\n", byte-level
- * BPE decoded). Control tokens give "" unless render_special. May be an
- * incomplete UTF-8 sequence. Returns the number of bytes (piece is not NUL-terminated). */
+ * BPE decoded), as llama.cpp's token_to_piece. Control and unknown tokens give
+ * "" unless render_special; so do ids out of range. May be an incomplete UTF-8
+ * sequence. Returns the number of bytes (piece is not NUL-terminated). */
 size_t sl_token_to_piece(const sl_tokenizer *t, int32_t id, bool render_special, const char **piece);
 
 /* Streaming detokenizer: turns a sequence of ids into text that is always
