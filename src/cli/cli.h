@@ -36,6 +36,9 @@ int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o);
 /* Prints "streamllm CMD: MSG" to stderr, returns 1 (the exit status). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Monotonic clock in seconds, for timings. */
+double cli_now_seconds(void);
+
 /* Reads a whole file into a malloc'd NUL-terminated buffer. */
 char *cli_read_file(const char *path, size_t *len, sl_error *err);
 

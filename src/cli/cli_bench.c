@@ -9,13 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -27,14 +20,14 @@ static int cmp_double(const void *a, const void *b) {
 static int run_once(sl_cpu_ctx *ctx, const int32_t *toks, int32_t n, bool tg, float *logits, double *tps,
                     sl_error *err) {
     sl_cpu_truncate(ctx, 0);
-    double t0 = now_seconds();
+    double t0 = cli_now_seconds();
     if (tg) {
         for (int32_t i = 0; i < n; i++)
             if (sl_cpu_eval(ctx, &toks[i], 1, logits, false, err)) return -1;
     } else if (sl_cpu_eval(ctx, toks, n, logits, false, err)) {
         return -1;
     }
-    *tps = n / (now_seconds() - t0);
+    *tps = n / (cli_now_seconds() - t0);
     return 0;
 }
 

@@ -9,14 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Model + CPU context for a command; n_tokens_hint grows the context when a
  * longer sequence is known up front. */
@@ -105,9 +98,9 @@ int cmd_run(int argc, char **argv) {
     }
     for (size_t i = 0; i < n_ids; i++) sl_sampler_accept(smp, ids[i]);
 
-    double t0 = now_seconds();
+    double t0 = cli_now_seconds();
     if (sl_cpu_eval(s.ctx, ids, (int32_t)n_ids, logits, false, &err)) goto done;
-    double t1 = now_seconds();
+    double t1 = cli_now_seconds();
 
     sl_detok dt;
     sl_detok_init(&dt, s.m->tok, o.show_special);
@@ -126,7 +119,7 @@ int cmd_run(int argc, char **argv) {
     fwrite(piece, 1, len, stdout);
     if (isatty(STDOUT_FILENO)) putchar('\n');
     fflush(stdout);
-    double t2 = now_seconds();
+    double t2 = cli_now_seconds();
     fprintf(stderr, "prompt: %zu tokens, %.2f tok/s; generation: %d tokens, %.2f tok/s (%d threads)\n", n_ids,
             n_ids / (t1 - t0), n_gen, n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0,
             o.n_threads > 0 ? o.n_threads : sl_cpu_count());

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char USAGE[] =
     "usage: streamllm COMMAND [options]\n"
@@ -34,6 +35,12 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
         if (*p == '\n') *p = ' ';
     fprintf(stderr, "streamllm %s: %s\n", cmd, msg);
     return 1;
+}
+
+double cli_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 char *cli_read_file(const char *path, size_t *len, sl_error *err) {
