@@ -21,7 +21,7 @@ static const char USAGE[] =
     "           [--chat [--system TEXT] [--chat-template NAME]]\n"
     "  logits   -m MODEL (-p PROMPT | --tokens FILE) -o OUT.f32 [-t THREADS] [--ctx N]\n"
     "  bench    -m MODEL [-p N] [-n N] [-r RUNS] [-t THREADS]\n"
-    "  synth    --like SHAPE --type TYPE -o OUT.gguf [--vocab VOCAB.gguf] [--seed S] [--layers N]\n"
+    "  synth    --like SHAPE --type TYPE -o OUT.gguf [--vocab VOCAB.gguf] [--seed S] [--layers N] [-t N]\n"
     "\n"
     "MODEL is a .gguf file or the first file of a llama.cpp split (*-00001-of-0000N.gguf).\n";
 

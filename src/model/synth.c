@@ -252,7 +252,7 @@ static int plan_tensors(synth_job *job, sl_error *err) {
     const sl_synth_shape *s = &job->s;
     const int64_t E = s->n_embd, QD = (int64_t)s->n_head * s->head_dim,
                   KD = (int64_t)s->n_head_kv * s->head_dim, F = s->n_ff, V = s->n_vocab;
-    /* at most 3 + 12 per layer */
+    /* 4 outside the layers, at most 12 per layer */
     job->tensors = calloc((size_t)s->n_layer * 16 + 8, sizeof *job->tensors);
     if (!job->tensors) return sl_err(err, "out of memory");
     add_tensor(job, SL_SYNTH_TOKEN_EMBD, INIT_MATRIX, 0, "token_embd.weight", E, V);
