@@ -10,16 +10,22 @@ CFLAGS_BASE = -std=c11 -g $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototy
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -lm -pthread
 
+# The portable core (also compiled to wasm) and the native-only tools around
+# it (shards: SHA-256 and JSON; server: HTTP), which link system libraries.
 CORE_SRC  := $(sort $(wildcard src/util/*.c src/gguf/*.c src/quant/*.c src/tokenizer/*.c \
                                src/model/*.c src/cpu/*.c src/sampler/*.c))
+NATIVE_SRC := $(sort $(wildcard src/shard/*.c src/server/*.c))
+NATIVE_LIBS := -lcjson -lcrypto -lmicrohttpd -lcurl
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+NATIVE_OBJ := $(NATIVE_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libstreamllm.a
+TOOLS_LIB := $(BUILD)/libstreamllm-tools.a
 CLI       := $(BUILD)/streamllm
 
 .PHONY: all tests check test unit conformance asan fuzz clean deps demo bench
@@ -34,12 +40,16 @@ $(LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CLI): $(CLI_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
-
-$(BUILD)/tests/%: tests/%.c $(LIB) tests/test.h
+$(TOOLS_LIB): $(NATIVE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(TOOLS_LIB) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(TOOLS_LIB) $(LIB) $(NATIVE_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TOOLS_LIB) $(LIB) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(TOOLS_LIB) $(LIB) $(NATIVE_LIBS) $(LDLIBS) -o $@
 
 tests: all $(TEST_BIN)
 
@@ -78,4 +88,4 @@ demo: all
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(NATIVE_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
