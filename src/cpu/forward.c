@@ -34,9 +34,14 @@ struct sl_cpu_ctx {
 
 /* ---- matrix product ---------------------------------------------------- */
 
-/* Rows of W handed to a thread at a time: enough to amortize the claim, few
- * enough to balance the threads. */
-#define ROWS_PER_CHUNK 16
+/* Rows of W are handed out in chunks. Decoding (a few tokens) is bound by
+ * memory: about CHUNKS_PER_THREAD chunks per thread, so each thread streams
+ * long contiguous runs of weights (the hardware prefetcher needs them) yet a
+ * thread that falls behind can be helped. Prefill is bound by arithmetic:
+ * chunks of MIN_CHUNK_ROWS rows, which balance best. */
+#define CHUNKS_PER_THREAD 8
+#define MIN_CHUNK_ROWS 16
+#define DECODE_MAX_TOKENS 4
 /* Tokens processed against one chunk of rows while it is hot in cache. */
 #define TOKENS_PER_TILE 64
 
@@ -48,6 +53,7 @@ typedef struct matmul_task {
     const void *act;       /* x in the weight's vec_dot format */
     size_t act_row_bytes;
     sl_type act_type;
+    int64_t chunk_rows;
     atomic_int next;       /* next chunk to claim */
 } matmul_task;
 
@@ -63,12 +69,12 @@ static void matmul_task_run(void *arg, int ith, int nth) {
     (void)nth;
     matmul_task *t = arg;
     const sl_weight *w = t->w;
-    const int64_t n_chunks = (w->rows + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
+    const int64_t n_chunks = (w->rows + t->chunk_rows - 1) / t->chunk_rows;
     for (;;) {
         int64_t chunk = atomic_fetch_add(&t->next, 1);
         if (chunk >= n_chunks) break;
-        int64_t r0 = chunk * ROWS_PER_CHUNK;
-        int64_t r1 = r0 + ROWS_PER_CHUNK < w->rows ? r0 + ROWS_PER_CHUNK : w->rows;
+        int64_t r0 = chunk * t->chunk_rows;
+        int64_t r1 = r0 + t->chunk_rows < w->rows ? r0 + t->chunk_rows : w->rows;
         for (int32_t i0 = 0; i0 < t->n; i0 += TOKENS_PER_TILE) {
             int32_t i1 = i0 + TOKENS_PER_TILE < t->n ? i0 + TOKENS_PER_TILE : t->n;
             /* one weight row against the tile's tokens: the row is decoded once */
@@ -99,6 +105,9 @@ static int matmul(sl_cpu_ctx *c, const sl_weight *w, const float *x, int32_t n, 
         t.act = c->act;
         sl_pool_run(c->pool, quantize_task, &t);
     }
+    int64_t per = w->rows / ((int64_t)sl_pool_size(c->pool) * CHUNKS_PER_THREAD);
+    t.chunk_rows = n <= DECODE_MAX_TOKENS && per > MIN_CHUNK_ROWS ? per / MIN_CHUNK_ROWS * MIN_CHUNK_ROWS
+                                                                  : MIN_CHUNK_ROWS;
     atomic_init(&t.next, 0);
     sl_pool_run(c->pool, matmul_task_run, &t);
     return 0;
