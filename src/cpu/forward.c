@@ -300,6 +300,10 @@ int sl_cpu_eval(sl_cpu_ctx *c, const int32_t *tokens, int32_t n, float *logits, 
 
 sl_cpu_ctx *sl_cpu_ctx_new(const sl_model *m, const sl_cpu_params *p, sl_error *err) {
     const sl_hparams *hp = &m->hp;
+    if (m->header_only || m->rope_freqs_pending) {
+        sl_err(err, "the model's weights are not loaded (opened header-only)");
+        return NULL;
+    }
     sl_cpu_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         sl_err(err, "out of memory");

@@ -137,7 +137,7 @@ static int bind_weight(sl_model *m, sl_weight *w, const char *fmt, int layer, in
     if (cols % ti->block_size)
         return sl_err(err, "tensor '%s': row length %lld is not a multiple of the %s block size %d", name,
                       (long long)cols, ti->name, ti->block_size);
-    if (!t->data) return sl_err(err, "tensor '%s' has no data", name);
+    if (!t->data) m->header_only = true; /* weights come later (GPU upload) */
     w->data = t->data;
     w->type = (sl_type)t->type;
     w->cols = cols;
@@ -165,7 +165,8 @@ static int vector_to_f32(sl_weight *w, float **owned, sl_error *err) {
 
 /* Per-pair angular speeds, as ggml's rope computes them: base^(-2i/n_rot),
  * divided by rope_freqs.weight factors when present (Llama 3.1+ scaling),
- * times the linear scaling factor. */
+ * times the linear scaling factor. A header-only model gets the factors
+ * later through sl_model_set_rope_freqs. */
 static int build_rope(sl_model *m, sl_error *err) {
     const sl_hparams *hp = &m->hp;
     int half = hp->n_rot / 2;
@@ -179,19 +180,26 @@ static int build_rope(sl_model *m, sl_error *err) {
         if (!factors) return sl_err(err, "out of memory");
         sl_dequantize_row(ff.type, ff.data, factors, half);
     }
-    for (int i = 0; i < half; i++) {
-        double f = pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
-        if (factors) {
-            if (!(factors[i] > 0)) {
-                sl_err(err, "rope_freqs.weight[%d] = %g is not positive", i, factors[i]);
-                free(factors);
-                return -1;
-            }
-            f /= factors[i];
-        }
-        m->rope_inv_freq[i] = (float)(f * hp->rope_freq_scale);
+    m->rope_freqs_pending = ff.rows == 1 && ff.cols == half && !ff.data;
+    if (factors) {
+        int rc = sl_model_set_rope_freqs(m, factors, half, err);
+        free(factors);
+        return rc;
     }
-    free(factors);
+    for (int i = 0; i < half; i++)
+        m->rope_inv_freq[i] = (float)(pow((double)hp->rope_base, -2.0 * i / hp->n_rot) * hp->rope_freq_scale);
+    return 0;
+}
+
+int sl_model_set_rope_freqs(sl_model *m, const float *factors, int64_t n, sl_error *err) {
+    const sl_hparams *hp = &m->hp;
+    if (n != hp->n_rot / 2) return sl_err(err, "rope_freqs.weight has %lld factors, expected %d", (long long)n, hp->n_rot / 2);
+    for (int64_t i = 0; i < n; i++)
+        if (!(factors[i] > 0)) return sl_err(err, "rope_freqs.weight[%lld] = %g is not positive", (long long)i, factors[i]);
+    for (int64_t i = 0; i < n; i++)
+        m->rope_inv_freq[i] = (float)(pow((double)hp->rope_base, -2.0 * (double)i / hp->n_rot) / factors[i] *
+                                      hp->rope_freq_scale);
+    m->rope_freqs_pending = false;
     return 0;
 }
 

@@ -76,11 +76,19 @@ typedef struct sl_model {
     uint64_t weight_bytes;
     float **owned_f32;            /* norm/bias vectors converted to f32 at load */
     int n_owned_f32;
+    bool header_only;             /* tensor data absent (opened SL_GGUF_HEADER_ONLY): weight data NULL */
+    bool rope_freqs_pending;      /* rope_freqs.weight exists but its data has not been given yet */
 } sl_model;
+
+/* Gives the rope_freqs.weight factors of a header-only model once they are
+ * known (n = n_rot / 2), updating rope_inv_freq. */
+int sl_model_set_rope_freqs(sl_model *m, const float *factors, int64_t n, sl_error *err);
 
 /* Loads a model from a GGUF (or the first file of a split). */
 sl_model *sl_model_load(const char *path, sl_error *err);
-/* Builds a model over an already opened GGUF (takes ownership of g, also on failure). */
+/* Builds a model over an already opened GGUF (takes ownership of g, also on
+ * failure). g may be header-only: the model then describes the weights
+ * (types, shapes) without their data, for backends that upload them. */
 sl_model *sl_model_from_gguf(sl_gguf *g, const char *name_hint, sl_error *err);
 void sl_model_free(sl_model *m);
 
