@@ -69,11 +69,35 @@ FUZZ_SECONDS ?= 600
 FUZZ_CFLAGS = -std=c11 -g -O1 -Isrc -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -pthread \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-build-fuzz/%: fuzz/%.c $(CORE_SRC)
+build-fuzz/%: fuzz/%.c $(CORE_SRC) $(NATIVE_SRC)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) $< $(CORE_SRC) -lm -o $@
+	clang $(FUZZ_CFLAGS) $< $(CORE_SRC) $(NATIVE_SRC) $(NATIVE_LIBS) -lm -o $@
 fuzz: $(FUZZ_BIN)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BIN)
+
+# The engine as WebAssembly: clang-14 + wasi-libc as a plain libc (no
+# emscripten), reactor module, SIMD128, up to 4 GiB of memory. Sources: the
+# portable core minus its native-only files (pthreads, mmap), the wasm
+# platform layer and the WebGPU backend. Compiled with -c and linked without
+# -O: with binaryen installed, clang-14 would run wasm-opt at link time and
+# fail on SIMD. See src/wasm/README.md.
+WASM_CC      ?= clang-14
+WASM_BUILD   := build/wasm
+WASM_SRC     := $(filter-out src/cpu/threadpool.c src/gguf/gguf_file.c,$(CORE_SRC)) \
+                $(sort $(wildcard src/wasm/*.c src/gpu/*.c))
+WASM_OBJ     := $(WASM_SRC:%.c=$(WASM_BUILD)/obj/%.o)
+WASM_CFLAGS  := --target=wasm32-wasi -std=c11 -O2 -msimd128 -Wall -Wextra -Werror -Wshadow \
+                -Wstrict-prototypes -Isrc
+WASM_LDFLAGS := --target=wasm32-wasi -mexec-model=reactor -Wl,--max-memory=4294967296 \
+                -Wl,-z,stack-size=1048576 -Wl,--strip-all
+.PHONY: wasm
+wasm: $(WASM_BUILD)/engine.wasm
+$(WASM_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_CFLAGS) -MMD -MP -c $< -o $@
+$(WASM_BUILD)/engine.wasm: $(WASM_OBJ)
+	$(WASM_CC) $(WASM_LDFLAGS) $(WASM_OBJ) -o $@
+-include $(WASM_OBJ:.o=.d)
 
 # Everything CI runs, with one grand total (scripts/check.sh).
 check:

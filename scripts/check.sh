@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/check.sh - every test stage, with one grand total at the end:
-#   1. unit + conformance tests (gcc -O2)
+#   1. unit + conformance tests (gcc -O2), and the wasm engine's node tests
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
 #   3. each libFuzzer target for FUZZ_SECONDS (default 60)
 set -u
@@ -23,7 +23,7 @@ stage() {   # stage NAME COMMAND...: runs it, adds its last "N passed, N failed"
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "stage '$name' failed (exit $rc)"; fi
     pass=$((pass + p)); fail=$((fail + f))
 }
-stage "build + tests" bash -c "make -j$JOBS tests && BUILD=build bash tests/run.sh"
+stage "build + tests" bash -c "make -j$JOBS tests wasm && BUILD=build bash tests/run.sh"
 stage "ASan+UBSan" make -j"$JOBS" asan
 stage "fuzz (${FUZZ_SECONDS:-60}s per target)" make -j"$JOBS" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 echo "=== total"

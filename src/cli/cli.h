@@ -4,6 +4,7 @@
 #define SL_CLI_H
 
 #include "util/common.h"
+#include "model/model.h"
 #include "sampler/sampler.h"
 
 typedef struct cli_opts {
@@ -12,7 +13,10 @@ typedef struct cli_opts {
     const char *file;        /* --file */
     const char *tokens;      /* --tokens */
     const char *out;         /* -o */
-    const char *text;        /* positional text (tokenize) */
+    const char *text;        /* positional text (tokenize), MODEL (split, verify) */
+    const char *text2;       /* second positional: split's OUTDIR */
+    const char *base_url;    /* split --base-url */
+    uint64_t max_shard_bytes; /* split --max-shard-size (0: default) */
     const char *like;        /* synth --like */
     const char *type;        /* synth --type */
     const char *vocab;       /* synth --vocab */
@@ -42,11 +46,21 @@ double cli_now_seconds(void);
 /* Reads a whole file into a malloc'd NUL-terminated buffer. */
 char *cli_read_file(const char *path, size_t *len, sl_error *err);
 
+/* Opens MODEL in any form: a .gguf, the first file of a llama.cpp split, a
+ * shard directory or its manifest.json. */
+sl_gguf *cli_open_gguf(const char *path, sl_error *err);
+/* The same as a runnable model (name hint: the path's base name). */
+sl_model *cli_open_model(const char *path, sl_error *err);
+
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_split(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif

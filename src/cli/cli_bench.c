@@ -39,7 +39,7 @@ int cmd_bench(int argc, char **argv) {
     const int threads = o.n_threads > 0 ? o.n_threads : sl_cpu_count();
 
     sl_error err;
-    sl_model *m = sl_model_load(o.model, &err);
+    sl_model *m = cli_open_model(o.model, &err);
     if (!m) return cli_fail("bench", "%s", err.msg);
     int32_t need = n_pp > n_tg ? n_pp : n_tg;
     sl_cpu_params p = {.n_ctx = need > 0 ? need : 1, .n_batch = n_pp > 0 ? n_pp : 1, .n_threads = threads};

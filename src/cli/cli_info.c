@@ -60,7 +60,7 @@ int cmd_info(int argc, char **argv) {
     const char *path = o.model ? o.model : o.text;
     if (!path) return cli_fail("info", "no model given (streamllm info -m MODEL)"), 2;
     sl_error err;
-    sl_gguf *g = sl_gguf_open_file(path, &err);
+    sl_gguf *g = cli_open_gguf(path, &err);
     if (!g) return cli_fail("info", "%s", err.msg);
 
     printf("file: %s\n", path);

@@ -20,7 +20,7 @@ typedef struct session {
 
 static int session_open(session *s, const cli_opts *o, int32_t n_needed, sl_error *err) {
     memset(s, 0, sizeof *s);
-    s->m = sl_model_load(o->model, err);
+    s->m = cli_open_model(o->model, err);
     if (!s->m) return -1;
     sl_cpu_params p = {.n_ctx = o->n_ctx, .n_batch = o->n_batch, .n_threads = o->n_threads};
     if (p.n_ctx <= 0) {

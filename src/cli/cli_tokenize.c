@@ -26,7 +26,7 @@ int cmd_tokenize(int argc, char **argv) {
     sl_tokenizer *t = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    sl_gguf *g = sl_gguf_open_file(o.model, &err);
+    sl_gguf *g = cli_open_gguf(o.model, &err);
     if (!g) goto done;
     t = sl_tokenizer_from_gguf(g, &err);
     sl_gguf_close(g);

@@ -1,6 +1,7 @@
 /* main.c - the `streamllm` command: subcommand dispatch and the option parser
  * the subcommands share. */
 #include "cli/cli.h"
+#include "shard/shard.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,8 +23,15 @@ static const char USAGE[] =
     "  logits   -m MODEL (-p PROMPT | --tokens FILE) -o OUT.f32 [-t THREADS] [--ctx N]\n"
     "  bench    -m MODEL [-p N] [-n N] [-r RUNS] [-t THREADS]\n"
     "  synth    --like SHAPE --type TYPE -o OUT.gguf [--vocab VOCAB.gguf] [--seed S] [--layers N] [-t N]\n"
+    "  split    MODEL OUTDIR [--max-shard-size 64M] [--base-url URL]\n"
+    "                                          hierarchical shards + manifest.json\n"
+    "  verify   OUTDIR                         recheck every shard's size and SHA-256\n"
+    "  serve    [--models DIR] [MODEL | hf://OWNER/REPO/FILE.gguf ...] [--host 127.0.0.1] [--port 8080]\n"
+    "           [--cache DIR] [--public-url URL] [--cors ORIGINS] [--web DIR]   (see serve --help)\n"
+    "  pull     (hf://OWNER/REPO/FILE.gguf | URL) [-o DIR]   download a model (resumable, verified)\n"
     "\n"
-    "MODEL is a .gguf file or the first file of a llama.cpp split (*-00001-of-0000N.gguf).\n";
+    "MODEL is a .gguf file, the first file of a llama.cpp split (*-00001-of-0000N.gguf),\n"
+    "or a shard directory made by split (or its manifest.json).\n";
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     char msg[1024];
@@ -79,7 +87,8 @@ typedef enum opt_id {
     OPT_MODEL, OPT_PROMPT, OPT_N, OPT_THREADS, OPT_CTX, OPT_BATCH, OPT_TEMP, OPT_TOPK, OPT_TOPP,
     OPT_MINP, OPT_SEED, OPT_REPEAT, OPT_REPEAT_N, OPT_FREQ, OPT_PRESENCE, OPT_FILE, OPT_TOKENS,
     OPT_OUT, OPT_NO_BOS, OPT_PARSE_SPECIAL, OPT_REPS, OPT_LIKE, OPT_TYPE, OPT_VOCAB, OPT_CHAT,
-    OPT_CHAT_TEMPLATE, OPT_SYSTEM, OPT_SHOW_SPECIAL, OPT_VERBOSE, OPT_LAYERS,
+    OPT_CHAT_TEMPLATE, OPT_SYSTEM, OPT_SHOW_SPECIAL, OPT_VERBOSE, OPT_LAYERS, OPT_MAX_SHARD,
+    OPT_BASE_URL,
 } opt_id;
 
 typedef struct opt_def {
@@ -119,6 +128,8 @@ static const opt_def OPTS[] = {
     {OPT_SHOW_SPECIAL, {"--special"}, false},
     {OPT_VERBOSE, {"-v", "--verbose"}, false},
     {OPT_LAYERS, {"--layers"}, true},
+    {OPT_MAX_SHARD, {"--max-shard-size"}, true},
+    {OPT_BASE_URL, {"--base-url"}, true},
 };
 
 static int parse_int(const char *cmd, const char *name, const char *v, long long lo, long long hi, int32_t *out) {
@@ -130,6 +141,24 @@ static int parse_int(const char *cmd, const char *name, const char *v, long long
         return -1;
     }
     *out = (int32_t)x;
+    return 0;
+}
+
+/* A byte count with an optional binary suffix: 512, 64K, 64M, 2G (also KiB/KB...). */
+static int parse_size(const char *cmd, const char *name, const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (shift && (!strcmp(end, "iB") || !strcmp(end, "B"))) end += strlen(end);
+    if (errno || end == v || *end || v[0] == '-' || x == 0 || x > (UINT64_MAX >> shift)) {
+        cli_fail(cmd, "%s expects a positive size such as 64M (suffixes K, M, G), got '%s'", name, v);
+        return -1;
+    }
+    *out = (uint64_t)x << shift;
     return 0;
 }
 
@@ -162,11 +191,12 @@ int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
                 cli_fail(cmd, "unknown option '%s' (see 'streamllm --help')", a);
                 return -1;
             }
-            if (o->text) {
+            if (o->text && (o->text2 || strcmp(cmd, "split") != 0)) {
                 cli_fail(cmd, "unexpected argument '%s'", a);
                 return -1;
             }
-            o->text = a;
+            if (o->text) o->text2 = a; /* split MODEL OUTDIR */
+            else o->text = a;
             continue;
         }
         const char *v = NULL;
@@ -223,10 +253,26 @@ int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
         case OPT_SHOW_SPECIAL: o->show_special = true; break;
         case OPT_VERBOSE: o->verbose = true; break;
         case OPT_LAYERS: rc = parse_int(cmd, a, v, 1, 4096, &o->n_layers); break;
+        case OPT_MAX_SHARD: rc = parse_size(cmd, a, v, &o->max_shard_bytes); break;
+        case OPT_BASE_URL: o->base_url = v; break;
         }
         if (rc) return -1;
     }
     return 0;
+}
+
+sl_gguf *cli_open_gguf(const char *path, sl_error *err) { return sl_shard_open_model(path, err); }
+
+sl_model *cli_open_model(const char *path, sl_error *err) {
+    sl_gguf *g = cli_open_gguf(path, err);
+    if (!g) return NULL;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/') start--;
+    char hint[256];
+    snprintf(hint, sizeof hint, "%.*s", (int)(n - start), path + start);
+    return sl_model_from_gguf(g, hint, err); /* takes g */
 }
 
 int main(int argc, char **argv) {
@@ -240,6 +286,8 @@ int main(int argc, char **argv) {
     } CMDS[] = {
         {"info", cmd_info},   {"tokenize", cmd_tokenize}, {"run", cmd_run},
         {"logits", cmd_logits}, {"bench", cmd_bench},     {"synth", cmd_synth},
+        {"split", cmd_split},   {"verify", cmd_verify},
+        {"serve", cmd_serve},   {"pull", cmd_pull},
     };
     for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)
         if (!strcmp(argv[1], CMDS[i].name)) return CMDS[i].fn(argc, argv);

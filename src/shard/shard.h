@@ -99,13 +99,16 @@ typedef struct sl_manifest {
     uint64_t params;
     int64_t context;             /* training context length (0 when unknown) */
     int64_t n_vocab, n_embd, n_layer, n_head, n_head_kv;
-    /* "plan" */
-    uint64_t plan_bytes;         /* weights + KV cache for the default context (estimate) */
-    uint64_t weight_bytes;       /* sum of the tensors' bytes */
+    int64_t head_dim, n_ff;      /* optional keys: 0 when absent */
+    /* "plan" (an estimate until the WebGPU memory plan exists: "estimate": true) */
+    uint64_t plan_bytes;         /* weights + KV cache for the default context */
+    uint64_t weight_bytes;       /* sum of the tensors' bytes (optional key: 0 when absent) */
+    uint64_t kv_bytes;           /* f32 K and V for plan_context positions (optional) */
+    int64_t plan_context;        /* the default context: min(context, 4096) (optional) */
     /* "shards" */
     sl_manifest_shard *shards;
     int n_shards;
-    uint64_t total_bytes;        /* sum of the shards' file sizes */
+    uint64_t total_bytes;        /* "bytes": sum of the shards' file sizes */
 } sl_manifest;
 
 /* Parses and validates manifest.json text (len bytes, need not be
@@ -121,5 +124,8 @@ int sl_manifest_parse(const char *text, size_t len, sl_manifest *m, sl_error *er
  * (malloc'd, no trailing '/'). */
 int sl_manifest_load(const char *dir_or_manifest, sl_manifest *m, char **dir_out, sl_error *err);
 void sl_manifest_free(sl_manifest *m);
+/* The manifest as JSON text (malloc'd, NUL-terminated, ends in a newline):
+ * the same bytes for the same content. */
+int sl_manifest_to_json(const sl_manifest *m, char **out, sl_error *err);
 
 #endif

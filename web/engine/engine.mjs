@@ -1,0 +1,426 @@
+// engine.mjs - the engine as a JS object: load a GGUF model (header first,
+// then the weights), tokenize, evaluate, sample, generate. A thin layer over
+// engine.wasm's exports (src/wasm/README.md); every decision is made in C.
+// Backends: 'cpu' (the C CPU backend inside wasm, single-threaded for now)
+// and 'webgpu' (web/engine/webgpu.mjs, when present). Runs in Node and in
+// browsers/Workers; Node-only pieces (files) are imported on demand.
+
+import { loadEngineModule, EngineError, DEFAULT_WASM_URL } from './wasm.mjs';
+
+export { EngineError, DEFAULT_WASM_URL };
+
+// ---- byte sources: where a GGUF file's bytes come from ---------------------
+// A source is { name, size, readInto(offset, dest) } where readInto fills the
+// Uint8Array dest (possibly a view of wasm memory) with bytes [offset,
+// offset + dest.length) and resolves when done; optionally part(k, count)
+// gives the source of part k (0-based) of a llama.cpp split.
+
+export function bytesSource(bytes, name = 'model.gguf') {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength);
+  return {
+    name,
+    size: u8.length,
+    async readInto(offset, dest) {
+      if (offset + dest.length > u8.length) throw new EngineError(`${name}: read past the end`);
+      dest.set(u8.subarray(offset, offset + dest.length));
+    },
+  };
+}
+
+export function blobSource(blob, name = blob.name ?? 'model.gguf') {
+  return {
+    name,
+    size: blob.size,
+    async readInto(offset, dest) {
+      const buf = await blob.slice(offset, offset + dest.length).arrayBuffer();
+      if (buf.byteLength !== dest.length) throw new EngineError(`${name}: short read at ${offset}`);
+      dest.set(new Uint8Array(buf));
+    },
+  };
+}
+
+// "NAME-00001-of-00004.gguf" -> "NAME", or null when not a first part.
+function splitPrefix(path, count) {
+  const m = /^(.*)-00001-of-(\d{5})\.gguf$/.exec(path);
+  return m && Number(m[2]) === count ? m[1] : null;
+}
+
+// A file (Node). Reads go straight into their destination (no copy).
+export async function fileSource(path) {
+  const fs = await import('node:fs/promises');
+  let fh;
+  try {
+    fh = await fs.open(path, 'r');
+  } catch (e) {
+    throw new EngineError(`cannot open ${path}: ${e.code === 'ENOENT' ? 'No such file or directory' : e.message}`);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new EngineError(`${path} is not a file${st.isDirectory() ? ' (shard directories are not supported here yet)' : ''}`);
+  }
+  const { size } = st;
+  return {
+    name: path,
+    size,
+    async readInto(offset, dest) {
+      const CHUNK = 1 << 26;
+      for (let done = 0; done < dest.length;) {
+        const n = Math.min(CHUNK, dest.length - done);
+        let bytesRead;
+        try {
+          ({ bytesRead } = await fh.read(dest, done, n, offset + done));
+        } catch (e) {
+          throw new EngineError(`cannot read ${path}: ${e.message}`);
+        }
+        if (bytesRead === 0) throw new EngineError(`${path}: unexpected end of file at ${offset + done}`);
+        done += bytesRead;
+      }
+    },
+    async part(k, count) {
+      const prefix = splitPrefix(path, count);
+      if (prefix === null) throw new EngineError(`${path} is the first of ${count} split parts but is not named NAME-00001-of-${String(count).padStart(5, '0')}.gguf`);
+      const pad = (x) => String(x).padStart(5, '0');
+      return fileSource(`${prefix}-${pad(k + 1)}-of-${pad(count)}.gguf`);
+    },
+    close: () => fh.close(),
+  };
+}
+
+async function toSource(model) {
+  if (typeof model === 'string') return fileSource(model);
+  if (model instanceof ArrayBuffer || ArrayBuffer.isView(model)) return bytesSource(model);
+  if (typeof Blob !== 'undefined' && model instanceof Blob) return blobSource(model);
+  if (model && typeof model.readInto === 'function') return model;
+  throw new EngineError('model: give a path, bytes, a Blob or a source { name, size, readInto }');
+}
+
+// ---- backends ------------------------------------------------------------------
+// A backend factory: { name, imports?, attach?(mod), adapterInfo?(),
+//   async load({ mod, model, sources, name }),
+//   async newContext({ mod, model, nCtx, nBatch }) -> backend }.
+// load gets every header already given (model: the C model handle), puts the
+// weights where the backend wants them and calls model_load; newContext
+// makes the evaluation context (KV cache). A backend: { name, nCtx(),
+// nPast(), truncate(n), free(), async eval(idsPtr, n, logitsPtr, allLogits) }
+// with ids and logits in wasm memory (logits: [n][n_vocab] floats when
+// allLogits, else [n_vocab] for the last token).
+
+// The CPU backend: weights in wasm memory, evaluated by the C CPU code.
+export function cpuBackend() {
+  return {
+    name: 'cpu',
+    async load({ mod, model, sources, name = null }) {
+      const ex = mod.exports;
+      mod.status(ex.cpu_weights_alloc(model));
+      for (let k = 0; k < sources.length; k++) {
+        const dest = mod.handle(ex.cpu_file_dest(model, k));
+        // a view of wasm memory: valid while no C call grows it
+        await sources[k].readInto(0, new Uint8Array(mod.memory.buffer, dest, sources[k].size));
+      }
+      const nm = name ? mod.allocString(name) : null;
+      try {
+        mod.status(ex.model_load(model, nm ? nm.ptr : 0));
+      } finally {
+        if (nm) mod.free(nm.ptr);
+      }
+    },
+    async newContext({ mod, model, nCtx = 0, nBatch = 0 }) {
+      const ex = mod.exports;
+      const ctx = mod.handle(ex.cpu_new(model, nCtx, nBatch));
+      return {
+        name: 'cpu',
+        nCtx: () => ex.cpu_n_ctx(ctx),
+        nPast: () => ex.cpu_n_past(ctx),
+        truncate: (n) => ex.cpu_truncate(ctx, n),
+        free: () => ex.cpu_free(ctx),
+        async eval(idsPtr, n, logitsPtr, allLogits) {
+          mod.status(ex.cpu_eval(ctx, idsPtr, n, logitsPtr, allLogits ? 1 : 0));
+        },
+      };
+    },
+  };
+}
+
+// The WebGPU backend factory from webgpu.mjs (the GPU half), or an error
+// saying why it is not available.
+export async function webgpuBackend(options = {}) {
+  let m;
+  try {
+    m = await import('./webgpu.mjs');
+  } catch (e) {
+    throw new EngineError(`the WebGPU backend is not available (web/engine/webgpu.mjs: ${e.message})`);
+  }
+  if (typeof m.webgpuBackend !== 'function') throw new EngineError('web/engine/webgpu.mjs does not export webgpuBackend()');
+  return m.webgpuBackend(options);
+}
+
+// ---- the engine ------------------------------------------------------------------
+
+// Sampling parameters JS -> C names (sampler_param_set).
+const SAMPLER_KEYS = {
+  temp: 'temp', topK: 'top_k', topP: 'top_p', minP: 'min_p', repeatPenalty: 'repeat_penalty',
+  repeatLastN: 'repeat_last_n', frequencyPenalty: 'freq_penalty', presencePenalty: 'presence_penalty',
+};
+
+export class Engine {
+  // options: wasm (URL/path/bytes/Module of engine.wasm), backend ('cpu',
+  // 'webgpu' or a factory object), gpu (options for the WebGPU factory).
+  static async create({ wasm = DEFAULT_WASM_URL, backend = 'cpu', gpu = {} } = {}) {
+    const factory = typeof backend === 'object' ? backend
+      : backend === 'cpu' ? cpuBackend()
+        : backend === 'webgpu' ? await webgpuBackend(gpu)
+          : null;
+    if (!factory) throw new EngineError(`unknown backend '${backend}' (cpu or webgpu)`);
+    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {} });
+    factory.attach?.(mod);
+    return new Engine(mod, factory);
+  }
+
+  constructor(mod, factory) {
+    this.mod = mod;
+    this.ex = mod.exports;
+    this.factory = factory;
+    this.model = 0;
+    this.backend = null;
+    this.info = null;
+    this.idsPtr = 0;
+    this.idsCap = 0;
+    this.logitsPtr = 0;
+    this.logitsCap = 0;
+  }
+
+  get backendName() { return this.factory.name; }
+
+  // Loads a model: a path (Node), bytes, a Blob or a source (see above).
+  // options: nCtx (<= 0: min(n_ctx_train, 4096), at least minCtx), nBatch,
+  // name (for models without general.name; default: the file name).
+  async load(model, { nCtx = 0, minCtx = 0, nBatch = 0, name = null } = {}) {
+    if (this.model) throw new EngineError('a model is loaded already');
+    const { mod, ex } = this;
+    const first = await toSource(model);
+    const sources = [first];
+    this.model = mod.handle(ex.model_new());
+    try {
+      await this.#giveHeader(first);
+      const count = ex.model_n_files(this.model);
+      for (let k = 1; k < count; k++) {
+        if (!first.part) throw new EngineError(`${first.name} is the first of ${count} split parts; give a source with part()`);
+        const src = await first.part(k, count);
+        sources.push(src);
+        await this.#giveHeader(src);
+      }
+      await this.factory.load({ mod, model: this.model, sources, name: name ?? baseName(first.name) });
+      this.info = JSON.parse(mod.string(mod.handle(ex.model_info(this.model))));
+      if (nCtx <= 0) nCtx = Math.max(minCtx, Math.min(this.info.n_ctx_train, 4096));
+      this.backend = await this.factory.newContext({ mod, model: this.model, nCtx, nBatch });
+    } catch (e) {
+      this.free();
+      throw e;
+    } finally {
+      for (const s of sources) await s.close?.();
+    }
+    return this.info;
+  }
+
+  // Gives a file's header: the first bytes, more when the C side asks.
+  async #giveHeader(src) {
+    const { mod, ex } = this;
+    let want = Math.min(src.size, 1 << 20);
+    for (;;) {
+      const ptr = mod.alloc(want);
+      let r;
+      try {
+        await src.readInto(0, new Uint8Array(mod.memory.buffer, ptr, want));
+        r = ex.model_header(this.model, ptr, want, src.size);
+      } finally {
+        mod.free(ptr);
+      }
+      if (r === 0) return;
+      if (r < 0 || r <= want) throw mod.error(src.name);
+      want = r;
+    }
+  }
+
+  free() {
+    this.backend?.free();
+    this.backend = null;
+    if (this.model) this.ex.model_free(this.model);
+    this.model = 0;
+    if (this.idsPtr) this.mod.free(this.idsPtr);
+    if (this.logitsPtr) this.mod.free(this.logitsPtr);
+    this.idsPtr = this.logitsPtr = this.idsCap = this.logitsCap = 0;
+  }
+
+  get nVocab() { return this.info.n_vocab; }
+  nCtx() { return this.backend.nCtx(); }
+  nPast() { return this.backend.nPast(); }
+  // Forgets the context from position n on (0: start over).
+  truncate(n = 0) { this.backend.truncate(n); }
+
+  // Text -> Int32Array of ids. addSpecial: BOS/EOS as the model wants;
+  // parseSpecial: control tokens written in the text are matched.
+  tokenize(text, { addSpecial = true, parseSpecial = true } = {}) {
+    const { mod, ex } = this;
+    const s = mod.allocString(text);
+    try {
+      const flags = (addSpecial ? 1 : 0) | (parseSpecial ? 2 : 0);
+      let cap = s.len + 8;
+      for (;;) {
+        const out = mod.alloc(cap * 4);
+        try {
+          const n = mod.status(ex.tokenize(this.model, s.ptr, s.len, flags, out, cap));
+          if (n <= cap) return mod.i32(out, n).slice();
+          cap = n;
+        } finally {
+          mod.free(out);
+        }
+      }
+    } finally {
+      mod.free(s.ptr);
+    }
+  }
+
+  isEog(id) { return this.ex.token_is_eog(this.model, id) !== 0; }
+
+  // A streaming detokenizer: push(id) and flush() return Uint8Array pieces
+  // of UTF-8 that always end on a character boundary. continues: the text
+  // follows earlier text (keeps the first piece's leading space).
+  detokenizer({ renderSpecial = false, continues = false } = {}) {
+    const { mod, ex } = this;
+    const d = mod.handle(ex.detok_new(this.model, (renderSpecial ? 1 : 0) | (continues ? 2 : 0)));
+    const text = (n) => mod.bytes(ex.detok_text(d), n);
+    return {
+      push: (id) => text(ex.detok_push(d, id)),
+      flush: () => text(ex.detok_flush(d)),
+      free: () => ex.detok_free(d),
+    };
+  }
+
+  // The prompt text for a chat turn, by the model's template or a named one.
+  chatPrompt(user, { system = null, template = null } = {}) {
+    const { mod, ex } = this;
+    const strs = [template, system, user].map((s) => (s === null ? null : mod.allocString(s)));
+    try {
+      const p = mod.handle(ex.chat_prompt(this.model, ...strs.map((s) => (s ? s.ptr : 0))));
+      const out = mod.string(p);
+      mod.free(p);
+      return out;
+    } finally {
+      for (const s of strs) if (s) mod.free(s.ptr);
+    }
+  }
+
+  #reserve(nIds, nLogits) {
+    const { mod } = this;
+    if (nIds > this.idsCap) {
+      if (this.idsPtr) mod.free(this.idsPtr);
+      this.idsPtr = 0;
+      this.idsPtr = mod.alloc(nIds * 4);
+      this.idsCap = nIds;
+    }
+    if (nLogits > this.logitsCap) {
+      if (this.logitsPtr) mod.free(this.logitsPtr);
+      this.logitsPtr = 0;
+      this.logitsPtr = mod.alloc(nLogits * 4);
+      this.logitsCap = nLogits;
+    }
+  }
+
+  // Appends ids to the context and evaluates them; leaves the logits in
+  // wasm memory (lastLogitsPtr) without copying them out.
+  async step(ids, { allLogits = false } = {}) {
+    const n = ids.length;
+    if (n === 0) throw new EngineError('no tokens to evaluate');
+    const V = this.nVocab;
+    this.#reserve(n, allLogits ? n * V : V);
+    this.mod.i32(this.idsPtr, n).set(ids);
+    await this.backend.eval(this.idsPtr, n, this.logitsPtr, allLogits);
+    return this.logitsPtr;
+  }
+
+  // The same, returning a copy of the logits: Float32Array [n * n_vocab]
+  // (allLogits) or [n_vocab] (the last token's).
+  async eval(ids, { allLogits = false } = {}) {
+    await this.step(ids, { allLogits });
+    return this.mod.f32(this.logitsPtr, (allLogits ? ids.length : 1) * this.nVocab).slice();
+  }
+
+  // A sampler: { sample() (from the last step's logits), sampleFrom(Float32Array),
+  // accept(id), reset(), free() }. params: temp, topK, topP, minP,
+  // repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed
+  // (number or BigInt); missing ones take llama.cpp's CLI defaults.
+  sampler(params = {}) {
+    const { mod, ex } = this;
+    const p = mod.handle(ex.sampler_params());
+    let s;
+    try {
+      const set = (key, v) => {
+        const k = mod.allocString(key);
+        try {
+          mod.status(ex.sampler_param_set(p, k.ptr, v));
+        } finally {
+          mod.free(k.ptr);
+        }
+      };
+      for (const [js, c] of Object.entries(SAMPLER_KEYS)) if (params[js] !== undefined) set(c, Number(params[js]));
+      if (params.seed !== undefined) {
+        const seed = BigInt.asUintN(64, BigInt(params.seed));
+        set('seed_hi', Number(seed >> 32n));
+        set('seed_lo', Number(seed & 0xffffffffn));
+      }
+      s = mod.handle(ex.sampler_new(p, this.nVocab));
+    } finally {
+      mod.free(p);
+    }
+    return {
+      sample: () => ex.sampler_sample(s, this.logitsPtr),
+      sampleFrom: (logits) => {
+        this.#reserve(0, this.nVocab);
+        mod.f32(this.logitsPtr, this.nVocab).set(logits);
+        return ex.sampler_sample(s, this.logitsPtr);
+      },
+      accept: (id) => ex.sampler_accept(s, id),
+      reset: () => ex.sampler_reset(s),
+      free: () => ex.sampler_free(s),
+    };
+  }
+
+  // Generates after prompt ids (evaluated from the current context): yields
+  // { id, bytes } per token (bytes: the UTF-8 text it completes; a final
+  // { id: -1, bytes } holds what the detokenizer kept back). Stops at
+  // nPredict tokens or an end-of-generation token. stats (optional object)
+  // receives nPrompt, nGen, promptSeconds, genSeconds.
+  async *generate(promptIds, { nPredict = 128, sampling = {}, renderSpecial = false, stats = {} } = {}) {
+    const smp = this.sampler(sampling);
+    const det = this.detokenizer({ renderSpecial, continues: true });
+    try {
+      for (const id of promptIds) smp.accept(id);
+      const t0 = now();
+      await this.step(promptIds);
+      const t1 = now();
+      Object.assign(stats, { nPrompt: promptIds.length, promptSeconds: t1 - t0, nGen: 0, genSeconds: 0 });
+      for (let n = 0; n < nPredict; n++) {
+        const id = smp.sample();
+        if (this.isEog(id)) break;
+        smp.accept(id);
+        stats.nGen = n + 1;
+        yield { id, bytes: det.push(id) };
+        if (n + 1 < nPredict) await this.step([id]);
+      }
+      stats.genSeconds = now() - t1;
+      const rest = det.flush();
+      if (rest.length) yield { id: -1, bytes: rest };
+    } finally {
+      det.free();
+      smp.free();
+    }
+  }
+}
+
+function now() { return performance.now() / 1000; }
+
+function baseName(path) {
+  const i = Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\'));
+  return i >= 0 ? path.slice(i + 1) : path;
+}
