@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# scripts/demo.sh - the main job: generate text with the CPU engine.
+# scripts/demo.sh - the main job: build, generate a few sentences on the CPU to
+# show the engine works, then serve the model to browsers (Ctrl-C stops it).
 # Uses the real TinyStories model from the shared test data when present;
 # otherwise synthesizes a small random-weight model (its text is gibberish,
-# but every part of the engine runs).
+# but every part of the engine runs). SERVE=0 skips the server.
 set -eu
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -15,3 +16,5 @@ fi
 build/streamllm info -m "$MODEL" | tail -n 4
 build/streamllm run -m "$MODEL" -p "${PROMPT:-Once upon a time}" -n "${N:-128}" --temp "${TEMP:-0}"
 echo
+[ "${SERVE:-1}" = "0" ] && exit 0
+exec build/streamllm serve "$MODEL" --host 127.0.0.1 --port "${PORT:-8080}" --cache build/serve-cache
