@@ -1,0 +1,590 @@
+/* engine.c - the WebGPU backend (see gpu.h): buffers from the plan, kernels
+ * and bind groups created once, dispatch programs recorded per shape bucket,
+ * uploads, and the two-call evaluation of a step. */
+#include "gpu/gpu.h"
+
+#include "gpu/bridge.h"
+#include "gpu/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One dispatch of a program: a kernel with its bindings. */
+typedef struct gpu_op {
+    sl_gpu_kernel_desc desc;
+    int32_t pipeline, bind_group;
+} gpu_op;
+
+typedef struct op_list {
+    gpu_op *v;
+    int n, cap;
+} op_list;
+
+enum { PROG_DECODE, PROG_PREFILL_NONE, PROG_PREFILL_LAST, PROG_PREFILL_ALL };
+
+typedef struct program {
+    int kind;
+    uint32_t n_cap, n_splits;
+    int32_t handle;
+    int n_dispatches;
+} program;
+
+typedef struct pipeline {
+    char *source;
+    int32_t handle;
+} pipeline;
+
+struct sl_gpu_engine {
+    sl_model *m;
+    sl_gpu_plan *plan;
+    int32_t *bufs;          /* bridge handle of each plan buffer */
+    uint64_t *uploaded;     /* bytes uploaded per plan tensor */
+    pipeline *pipes;
+    int n_pipes, cap_pipes;
+    op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm;
+    program *progs;
+    int n_progs, cap_progs;
+    int32_t n_past;
+    int64_t pending_bytes;  /* read-back in flight (eval_begin done, eval_end not yet) */
+    bool broken;            /* a submit failed: the KV cache is unknown */
+    int last_dispatches;
+};
+
+sl_gpu_caps sl_gpu_device_caps(void) {
+    sl_gpu_caps c = {
+        .max_binding = (uint64_t)wg_caps(WG_CAP_MAX_BINDING),
+        .max_buffer = (uint64_t)wg_caps(WG_CAP_MAX_BUFFER),
+        .max_invocations = (uint32_t)wg_caps(WG_CAP_MAX_INVOCATIONS),
+        .max_wg_storage = (uint32_t)wg_caps(WG_CAP_MAX_WG_STORAGE),
+        .max_workgroups = (uint32_t)wg_caps(WG_CAP_MAX_WORKGROUPS),
+        .storage_align = (uint32_t)wg_caps(WG_CAP_STORAGE_ALIGN),
+        .max_storage_buffers = (uint32_t)wg_caps(WG_CAP_MAX_STORAGE_BUFFERS),
+        .has_f16 = wg_caps(WG_CAP_HAS_F16) != 0,
+        .has_subgroups = wg_caps(WG_CAP_HAS_SUBGROUPS) != 0,
+        .has_subgroup_id = wg_caps(WG_CAP_HAS_SUBGROUP_ID) != 0,
+    };
+    return c;
+}
+
+/* ---- pipelines and ops --------------------------------------------------- */
+
+static int32_t get_pipeline(sl_gpu_engine *e, const sl_gpu_kernel_desc *d, sl_error *err) {
+    char *src = sl_gpu_kernel_wgsl(d, err);
+    if (!src) return 0;
+    for (int i = 0; i < e->n_pipes; i++) {
+        if (!strcmp(e->pipes[i].source, src)) {
+            free(src);
+            return e->pipes[i].handle;
+        }
+    }
+    if (e->n_pipes == e->cap_pipes) {
+        int nc = e->cap_pipes ? 2 * e->cap_pipes : 32;
+        pipeline *np = realloc(e->pipes, (size_t)nc * sizeof *np);
+        if (!np) {
+            free(src);
+            sl_err(err, "out of memory");
+            return 0;
+        }
+        e->pipes = np;
+        e->cap_pipes = nc;
+    }
+    int32_t h = wg_pipeline_create(src, (uint32_t)strlen(src));
+    if (!h) {
+        free(src);
+        sl_err(err, "WebGPU: cannot create a compute pipeline");
+        return 0;
+    }
+    e->pipes[e->n_pipes++] = (pipeline){src, h};
+    return h;
+}
+
+/* A binding of plan buffer `buf` (bytes [offset, offset + size)). */
+static wg_binding bnd(const sl_gpu_engine *e, uint32_t binding, int32_t buf, uint64_t offset, uint64_t size) {
+    return (wg_binding){binding, (uint32_t)e->bufs[buf], (uint32_t)offset, (uint32_t)((size + 3) & ~(uint64_t)3)};
+}
+
+static wg_binding bnd_act(const sl_gpu_engine *e, uint32_t binding, sl_gpu_act a) {
+    const sl_gpu_act_plan *ap = &e->plan->acts[a];
+    return bnd(e, binding, e->plan->buf_act, ap->offset, ap->size);
+}
+
+static wg_binding bnd_whole(const sl_gpu_engine *e, uint32_t binding, int32_t buf) {
+    return bnd(e, binding, buf, 0, e->plan->buffers[buf].size);
+}
+
+static wg_binding bnd_vec(const sl_gpu_engine *e, uint32_t binding, const sl_gpu_tensor_plan *t) {
+    return bnd(e, binding, e->plan->buf_vectors, t->vec_offset, (uint64_t)t->cols * 4);
+}
+
+/* Appends a dispatch of kernel d with bindings b[0..n) (binding 0, the step
+ * uniform, is added here). */
+static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, const wg_binding *b, int n,
+                  sl_error *err) {
+    wg_binding all[8];
+    if (n + 1 > 8 || n + 1 != sl_gpu_kernel_n_bindings(d))
+        return sl_err(err, "internal: kernel %d given %d bindings, wants %d", (int)d->kernel, n + 1,
+                      sl_gpu_kernel_n_bindings(d));
+    all[0] = bnd_whole(e, 0, e->plan->buf_uniform);
+    memcpy(all + 1, b, (size_t)n * sizeof *b);
+    sl_gpu_kernel_desc dd = *d;
+    dd.subgroups = e->plan->caps.has_subgroups && e->plan->caps.has_subgroup_id;
+    int32_t pipe = get_pipeline(e, &dd, err);
+    if (!pipe) return -1;
+    int32_t bg = wg_bind_group_create(pipe, all, n + 1);
+    if (!bg) return sl_err(err, "WebGPU: cannot create a bind group for kernel %d", (int)d->kernel);
+    if (l->n == l->cap) {
+        int nc = l->cap ? 2 * l->cap : 64;
+        gpu_op *nv = realloc(l->v, (size_t)nc * sizeof *nv);
+        if (!nv) return sl_err(err, "out of memory");
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n++] = (gpu_op){*d, pipe, bg};
+    return 0;
+}
+
+static const sl_gpu_tensor_plan *tensor(const sl_gpu_engine *e, const char *fmt, int layer) {
+    char name[SL_GGUF_MAX_NAME];
+    snprintf(name, sizeof name, fmt, layer);
+    return sl_gpu_plan_find(e->plan, name);
+}
+
+/* A matrix product: one op per chunk of W's rows. kernel MATVEC or MATMUL. */
+static int add_matrix(sl_gpu_engine *e, op_list *l, sl_gpu_kernel kernel, const sl_gpu_tensor_plan *w,
+                      wg_binding x, wg_binding y, sl_gpu_epilogue epi, const wg_binding *aux, sl_error *err) {
+    for (int c = 0; c < w->n_chunks; c++) {
+        const sl_gpu_chunk *ch = &e->plan->chunks[w->first_chunk + c];
+        sl_gpu_kernel_desc d = {.kernel = kernel, .type = w->type, .cols = (uint32_t)w->cols,
+                                .rows = (uint32_t)ch->rows, .row0 = (uint32_t)ch->row0,
+                                .out_stride = (uint32_t)w->rows, .epilogue = epi};
+        wg_binding b[4] = {bnd(e, 1, ch->buffer, 0, ch->bytes), x, y};
+        int n = 3;
+        if (aux) b[n++] = *aux;
+        b[1].binding = 2;
+        b[2].binding = 3;
+        if (aux) b[3].binding = 4;
+        if (add_op(e, l, &d, b, n, err)) return -1;
+    }
+    return 0;
+}
+
+static int add_rmsnorm(sl_gpu_engine *e, op_list *l, sl_gpu_act in, wg_binding out, const sl_gpu_tensor_plan *w,
+                       sl_error *err) {
+    sl_gpu_kernel_desc d = {.kernel = SL_GK_RMSNORM, .n = (uint32_t)e->m->hp.n_embd, .eps = e->m->hp.rms_eps};
+    wg_binding b[3] = {bnd_act(e, 1, in), out, bnd_vec(e, 3, w)};
+    b[1].binding = 2;
+    return add_op(e, l, &d, b, 3, err);
+}
+
+/* The ops of every layer, for decode (mat-vecs, split attention) or prefill. */
+static int build_layers(sl_gpu_engine *e, op_list *l, bool decode, sl_error *err) {
+    const sl_hparams *hp = &e->m->hp;
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_kernel mk = decode ? SL_GK_MATVEC : SL_GK_MATMUL;
+    sl_gpu_kernel_desc head = {.n_head = (uint32_t)hp->n_head, .n_head_kv = (uint32_t)hp->n_head_kv,
+                               .head_dim = (uint32_t)hp->head_dim, .n_rot = (uint32_t)hp->n_rot,
+                               .rope_kind = hp->rope_kind, .eps = hp->rms_eps,
+                               .keys_per_split = (uint32_t)p->attn_keys_per_split,
+                               .n_splits = (uint32_t)p->n_splits};
+    for (int il = 0; il < hp->n_layer; il++) {
+        const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),
+                                 *wv = tensor(e, "blk.%d.attn_v.weight", il),
+                                 *wo = tensor(e, "blk.%d.attn_output.weight", il),
+                                 *bq = tensor(e, "blk.%d.attn_q.bias", il), *bk = tensor(e, "blk.%d.attn_k.bias", il),
+                                 *bv = tensor(e, "blk.%d.attn_v.bias", il),
+                                 *qn = tensor(e, "blk.%d.attn_q_norm.weight", il),
+                                 *kn = tensor(e, "blk.%d.attn_k_norm.weight", il),
+                                 *an = tensor(e, "blk.%d.attn_norm.weight", il),
+                                 *fn = tensor(e, "blk.%d.ffn_norm.weight", il),
+                                 *wg = tensor(e, "blk.%d.ffn_gate.weight", il),
+                                 *wu = tensor(e, "blk.%d.ffn_up.weight", il),
+                                 *wd = tensor(e, "blk.%d.ffn_down.weight", il);
+        if (!wq || !wk || !wv || !wo || !an || !fn || !wg || !wu || !wd)
+            return sl_err(err, "internal: layer %d is missing from the plan", il);
+        /* attention */
+        if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_ATT), an, err)) return -1;
+        const struct {
+            const sl_gpu_tensor_plan *w, *b;
+            sl_gpu_act out;
+        } qkv[3] = {{wq, bq, SL_ACT_Q}, {wk, bk, SL_ACT_K}, {wv, bv, SL_ACT_V}};
+        for (int i = 0; i < 3; i++) {
+            wg_binding bias = qkv[i].b ? bnd_vec(e, 4, qkv[i].b) : (wg_binding){0};
+            if (add_matrix(e, l, mk, qkv[i].w, bnd_act(e, 2, SL_ACT_XB_ATT), bnd_act(e, 3, qkv[i].out),
+                           qkv[i].b ? SL_EPI_BIAS : SL_EPI_NONE, qkv[i].b ? &bias : NULL, err))
+                return -1;
+        }
+        sl_gpu_kernel_desc d = head;
+        d.kernel = SL_GK_ROPE_Q;
+        d.qk_norm = qn != NULL;
+        wg_binding rq[3] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_rope)};
+        if (qn) rq[2] = bnd_vec(e, 3, qn);
+        if (add_op(e, l, &d, rq, qn ? 3 : 2, err)) return -1;
+        d.kernel = SL_GK_ROPE_KV;
+        d.qk_norm = kn != NULL;
+        wg_binding rk[6] = {bnd_act(e, 1, SL_ACT_K), bnd_act(e, 2, SL_ACT_V), bnd_whole(e, 3, p->buf_k[il]),
+                            bnd_whole(e, 4, p->buf_v[il]), bnd_whole(e, 5, p->buf_rope)};
+        if (kn) rk[5] = bnd_vec(e, 6, kn);
+        if (add_op(e, l, &d, rk, kn ? 6 : 5, err)) return -1;
+        if (decode) {
+            d.kernel = SL_GK_ATTN_DECODE;
+            wg_binding ad[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
+                                bnd_act(e, 4, SL_ACT_PART)};
+            if (add_op(e, l, &d, ad, 4, err)) return -1;
+            d.kernel = SL_GK_ATTN_MERGE;
+            wg_binding am[2] = {bnd_act(e, 1, SL_ACT_PART), bnd_act(e, 2, SL_ACT_ATT)};
+            if (add_op(e, l, &d, am, 2, err)) return -1;
+        } else {
+            d.kernel = SL_GK_ATTN_PREFILL;
+            wg_binding ap[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
+                                bnd_act(e, 4, SL_ACT_ATT)};
+            if (add_op(e, l, &d, ap, 4, err)) return -1;
+        }
+        if (add_matrix(e, l, mk, wo, bnd_act(e, 2, SL_ACT_ATT), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
+            return -1;
+        /* feed-forward */
+        if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_FFN), fn, err)) return -1;
+        wg_binding gate = bnd_act(e, 4, SL_ACT_GATE);
+        if (add_matrix(e, l, mk, wg, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_GATE), SL_EPI_NONE, NULL, err) ||
+            add_matrix(e, l, mk, wu, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_UP), SL_EPI_SILU_MUL, &gate,
+                       err) ||
+            add_matrix(e, l, mk, wd, bnd_act(e, 2, SL_ACT_UP), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int build_ops(sl_gpu_engine *e, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_tensor_plan *te = sl_gpu_plan_find(p, "token_embd.weight"),
+                             *on = sl_gpu_plan_find(p, "output_norm.weight"),
+                             *out = p->tied ? te : sl_gpu_plan_find(p, "output.weight");
+    if (!te || !on || !out) return sl_err(err, "internal: the plan lacks the embedding or the output head");
+    for (int c = 0; c < te->n_chunks; c++) {
+        const sl_gpu_chunk *ch = &p->chunks[te->first_chunk + c];
+        sl_gpu_kernel_desc d = {.kernel = SL_GK_EMBED, .type = te->type, .cols = (uint32_t)te->cols,
+                                .rows = (uint32_t)ch->rows, .row0 = (uint32_t)ch->row0,
+                                .out_stride = (uint32_t)te->cols};
+        wg_binding b[3] = {bnd(e, 1, ch->buffer, 0, ch->bytes), bnd_whole(e, 2, p->buf_tokens),
+                           bnd_act(e, 3, SL_ACT_X)};
+        if (add_op(e, &e->embed, &d, b, 3, err)) return -1;
+    }
+    if (build_layers(e, &e->dec_layers, true, err) || build_layers(e, &e->pre_layers, false, err) ||
+        add_rmsnorm(e, &e->final_norm, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_OUT), on, err) ||
+        add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_XB_OUT),
+                   bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err) ||
+        add_matrix(e, &e->out_mm, SL_GK_MATMUL, out, bnd_act(e, 2, SL_ACT_XB_OUT),
+                   bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err))
+        return -1;
+    return 0;
+}
+
+/* ---- programs ------------------------------------------------------------ */
+
+static void record_list(sl_gpu_engine *e, int32_t prog, const op_list *l, uint32_t n_tokens, uint32_t n_splits,
+                        int *count) {
+    for (int i = 0; i < l->n; i++) {
+        uint32_t g[3];
+        sl_gpu_kernel_grid(&l->v[i].desc, n_tokens, n_splits, e->plan->caps.max_workgroups, g);
+        wg_program_dispatch(prog, l->v[i].pipeline, l->v[i].bind_group, g[0], g[1], g[2]);
+        (*count)++;
+    }
+}
+
+static const program *get_program(sl_gpu_engine *e, int kind, uint32_t n_cap, uint32_t n_splits, sl_error *err) {
+    for (int i = 0; i < e->n_progs; i++) {
+        const program *pr = &e->progs[i];
+        if (pr->kind == kind && pr->n_cap == n_cap && pr->n_splits == n_splits) return pr;
+    }
+    if (e->n_progs == e->cap_progs) {
+        int nc = e->cap_progs ? 2 * e->cap_progs : 16;
+        program *np = realloc(e->progs, (size_t)nc * sizeof *np);
+        if (!np) {
+            sl_err(err, "out of memory");
+            return NULL;
+        }
+        e->progs = np;
+        e->cap_progs = nc;
+    }
+    int32_t h = wg_program_create();
+    if (!h) {
+        sl_err(err, "WebGPU: cannot create a program");
+        return NULL;
+    }
+    int count = 0;
+    record_list(e, h, &e->embed, n_cap, n_splits, &count);
+    record_list(e, h, kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers, n_cap, n_splits, &count);
+    if (kind != PROG_PREFILL_NONE) record_list(e, h, &e->final_norm, n_cap, n_splits, &count);
+    if (kind == PROG_DECODE || kind == PROG_PREFILL_LAST) record_list(e, h, &e->out_mv, n_cap, n_splits, &count);
+    if (kind == PROG_PREFILL_ALL) record_list(e, h, &e->out_mm, n_cap, n_splits, &count);
+    e->progs[e->n_progs] = (program){kind, n_cap, n_splits, h, count};
+    return &e->progs[e->n_progs++];
+}
+
+static uint32_t pow2_at_least(uint32_t n, uint32_t cap) {
+    uint32_t b = 1;
+    while (b < n && b < cap) b *= 2;
+    return b < cap ? b : cap;
+}
+
+/* ---- engine -------------------------------------------------------------- */
+
+/* The cos/sin table of every (position, pair), computed as the CPU path does. */
+static int upload_rope(sl_gpu_engine *e, sl_error *err) {
+    const int half = e->m->hp.n_rot / 2;
+    const int32_t rows_per_piece = 64;
+    float *buf = malloc((size_t)rows_per_piece * (size_t)half * 2 * sizeof(float));
+    if (!buf) return sl_err(err, "out of memory");
+    for (int32_t p0 = 0; p0 < e->plan->n_ctx; p0 += rows_per_piece) {
+        int32_t np = e->plan->n_ctx - p0 < rows_per_piece ? e->plan->n_ctx - p0 : rows_per_piece;
+        for (int32_t r = 0; r < np; r++) {
+            for (int i = 0; i < half; i++) {
+                float theta = (float)(p0 + r) * e->m->rope_inv_freq[i];
+                buf[((size_t)r * half + i) * 2] = cosf(theta);
+                buf[((size_t)r * half + i) * 2 + 1] = sinf(theta);
+            }
+        }
+        wg_buffer_write(e->bufs[e->plan->buf_rope], (double)p0 * half * 8, buf, (uint32_t)((size_t)np * half * 8));
+    }
+    free(buf);
+    return 0;
+}
+
+sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *err) {
+    sl_gpu_caps caps = sl_gpu_device_caps();
+    if (caps.max_binding == 0 || caps.max_workgroups == 0) {
+        sl_err(err, "no WebGPU device");
+        return NULL;
+    }
+    sl_gpu_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        sl_err(err, "out of memory");
+        return NULL;
+    }
+    e->m = m;
+    e->plan = sl_gpu_plan_build(m->gguf, &m->hp, p, &caps, err);
+    if (!e->plan) goto fail;
+    const sl_gpu_plan *pl = e->plan;
+    e->bufs = calloc((size_t)pl->n_buffers, sizeof *e->bufs);
+    e->uploaded = calloc((size_t)pl->n_tensors, sizeof *e->uploaded);
+    if (!e->bufs || !e->uploaded) {
+        sl_err(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < pl->n_buffers; i++) {
+        e->bufs[i] = wg_buffer_create((double)pl->buffers[i].size, pl->buffers[i].usage);
+        if (!e->bufs[i]) {
+            sl_err(err, "WebGPU: cannot create buffer '%s' of %llu bytes", pl->buffers[i].name,
+                   (unsigned long long)pl->buffers[i].size);
+            goto fail;
+        }
+    }
+    if (upload_rope(e, err) || build_ops(e, err)) goto fail;
+    return e;
+fail:
+    sl_gpu_engine_free(e);
+    return NULL;
+}
+
+static void free_list(op_list *l) {
+    for (int i = 0; i < l->n; i++) wg_release(l->v[i].bind_group);
+    free(l->v);
+}
+
+void sl_gpu_engine_free(sl_gpu_engine *e) {
+    if (!e) return;
+    op_list *lists[] = {&e->embed, &e->dec_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) free_list(lists[i]);
+    for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
+    free(e->progs);
+    for (int i = 0; i < e->n_pipes; i++) {
+        wg_release(e->pipes[i].handle);
+        free(e->pipes[i].source);
+    }
+    free(e->pipes);
+    if (e->bufs)
+        for (int i = 0; i < e->plan->n_buffers; i++)
+            if (e->bufs[i]) wg_release(e->bufs[i]);
+    free(e->bufs);
+    free(e->uploaded);
+    sl_gpu_plan_free(e->plan);
+    free(e);
+}
+
+const sl_gpu_plan *sl_gpu_engine_plan(const sl_gpu_engine *e) { return e->plan; }
+int32_t sl_gpu_n_ctx(const sl_gpu_engine *e) { return e->plan->n_ctx; }
+int32_t sl_gpu_n_past(const sl_gpu_engine *e) { return e->n_past; }
+int sl_gpu_n_programs(const sl_gpu_engine *e) { return e->n_progs; }
+int sl_gpu_last_dispatches(const sl_gpu_engine *e) { return e->last_dispatches; }
+int64_t sl_gpu_pending_floats(const sl_gpu_engine *e) { return e->pending_bytes / 4; }
+
+void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {
+    if (n_keep < 0) n_keep = 0;
+    if (n_keep < e->n_past) e->n_past = n_keep;
+}
+
+/* ---- uploads ------------------------------------------------------------- */
+
+/* Writes bytes at a 4-aligned offset of a buffer; a length that is not a
+ * multiple of 4 is padded with zeros (only at the end of a tensor). */
+static void write_padded(int32_t buf, uint64_t offset, const unsigned char *src, uint64_t len) {
+    uint64_t whole = len & ~(uint64_t)3;
+    if (whole) wg_buffer_write(buf, (double)offset, src, (uint32_t)whole);
+    if (whole < len) {
+        unsigned char tail[4] = {0};
+        memcpy(tail, src + whole, (size_t)(len - whole));
+        wg_buffer_write(buf, (double)(offset + whole), tail, 4);
+    }
+}
+
+/* Llama 3.1-style rope scaling factors of a header-only model: they change
+ * the model's frequencies and so the rope table. */
+static int upload_rope_freqs(sl_gpu_engine *e, uint64_t offset, const void *data, uint64_t len, sl_error *err) {
+    const sl_gguf_tensor *t = sl_gguf_find_tensor(e->m->gguf, "rope_freqs.weight");
+    if (!t || !e->m->rope_freqs_pending) return 1; /* known already */
+    if (len == 0) return 0;
+    if (offset != 0 || len != t->nbytes || !data) return sl_err(err, "upload of 'rope_freqs.weight': it must come whole");
+    const int64_t n = t->ne[0];
+    float *f = malloc((size_t)n * sizeof(float));
+    if (!f) return sl_err(err, "out of memory");
+    sl_dequantize_row((sl_type)t->type, data, f, n);
+    int rc = sl_model_set_rope_freqs(e->m, f, n, err);
+    free(f);
+    return rc ? -1 : upload_rope(e, err);
+}
+
+int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, const void *data, uint64_t len,
+                         sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    if (!strcmp(name, "rope_freqs.weight")) return upload_rope_freqs(e, offset, data, len, err);
+    const sl_gpu_tensor_plan *t = sl_gpu_plan_find(p, name);
+    if (!t) return 1; /* not used on the GPU: skipped */
+    uint64_t end;
+    if (!sl_add_u64(offset, len, &end) || end > t->nbytes)
+        return sl_err(err, "upload of '%s': bytes [%llu, +%llu) outside its %llu bytes", name,
+                      (unsigned long long)offset, (unsigned long long)len, (unsigned long long)t->nbytes);
+    if (len == 0) return 0;
+    if (!data) return sl_err(err, "upload of '%s': no data", name);
+    if (offset % 4 || (len % 4 && end != t->nbytes))
+        return sl_err(err, "upload of '%s': piece [%llu, +%llu) is not 4-byte aligned", name,
+                      (unsigned long long)offset, (unsigned long long)len);
+    size_t ti = (size_t)(t - p->tensors);
+    if (t->is_vector) {
+        int32_t vb = e->bufs[p->buf_vectors];
+        if (t->type == SL_TYPE_F32) {
+            write_padded(vb, t->vec_offset + offset, data, len);
+        } else {
+            if (offset != 0 || len != t->nbytes)
+                return sl_err(err, "upload of '%s': a %s vector must come whole", name, sl_type_name(t->type));
+            float *f = malloc((size_t)t->cols * sizeof(float));
+            if (!f) return sl_err(err, "out of memory");
+            sl_dequantize_row(t->type, data, f, t->cols);
+            wg_buffer_write(vb, (double)t->vec_offset, f, (uint32_t)(t->cols * 4));
+            free(f);
+        }
+    } else {
+        for (int c = 0; c < t->n_chunks; c++) {
+            const sl_gpu_chunk *ch = &p->chunks[t->first_chunk + c];
+            uint64_t a = offset > ch->offset ? offset : ch->offset;
+            uint64_t b = end < ch->offset + ch->bytes ? end : ch->offset + ch->bytes;
+            if (a >= b) continue;
+            write_padded(e->bufs[ch->buffer], a - ch->offset, (const unsigned char *)data + (a - offset), b - a);
+        }
+    }
+    e->uploaded[ti] += len;
+    return 0;
+}
+
+int sl_gpu_upload_model(sl_gpu_engine *e, sl_error *err) {
+    for (int i = 0; i < e->plan->n_tensors; i++) {
+        const sl_gpu_tensor_plan *t = &e->plan->tensors[i];
+        const sl_gguf_tensor *gt = sl_gguf_find_tensor(e->m->gguf, t->name);
+        if (!gt || !gt->data)
+            return sl_err(err, "tensor '%s' has no data in memory (stream it with gpu_upload_tensor)", t->name);
+        e->uploaded[i] = 0;
+        if (sl_gpu_upload_tensor(e, t->name, 0, gt->data, t->nbytes, err) < 0) return -1;
+    }
+    const sl_gguf_tensor *rf = sl_gguf_find_tensor(e->m->gguf, "rope_freqs.weight");
+    if (rf && rf->data && sl_gpu_upload_tensor(e, rf->name, 0, rf->data, rf->nbytes, err) < 0) return -1;
+    return 0;
+}
+
+int sl_gpu_check_uploaded(const sl_gpu_engine *e, sl_error *err) {
+    if (e->m->rope_freqs_pending) return sl_err(err, "tensor 'rope_freqs.weight' is not uploaded");
+    for (int i = 0; i < e->plan->n_tensors; i++)
+        if (e->uploaded[i] != e->plan->tensors[i].nbytes)
+            return sl_err(err, "tensor '%s' is not uploaded (%llu of %llu bytes)", e->plan->tensors[i].name,
+                          (unsigned long long)e->uploaded[i], (unsigned long long)e->plan->tensors[i].nbytes);
+    return 0;
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+static int device_error(sl_error *err) {
+    char msg[400];
+    if (wg_error_text(msg, sizeof msg) == 0) snprintf(msg, sizeof msg, "unknown error");
+    return sl_err(err, "WebGPU: %s", msg);
+}
+
+int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool all_logits, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const int32_t V = e->m->hp.n_vocab;
+    if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
+    if (e->pending_bytes) return sl_err(err, "an evaluation is pending (call gpu_eval_end first)");
+    if (n <= 0 || !tokens) return sl_err(err, "nothing to evaluate");
+    if ((int64_t)e->n_past + n > p->n_ctx)
+        return sl_err(err, "context overflow: %d tokens in the cache + %d new exceed the context of %d (use --ctx)",
+                      e->n_past, n, p->n_ctx);
+    if (all_logits && n > p->n_out)
+        return sl_err(err, "all logits of %d tokens requested, but this context returns at most %d rows", n, p->n_out);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return sl_err(err, "token id %d at position %d is out of range [0, %d)", tokens[i], i, V);
+    if (sl_gpu_check_uploaded(e, err)) return -1;
+
+    uint32_t ids[256];
+    for (int32_t done = 0; done < n;) {
+        int32_t nb = n - done < p->n_batch ? n - done : p->n_batch;
+        bool last = done + nb == n;
+        int kind = !last ? PROG_PREFILL_NONE
+                   : all_logits ? PROG_PREFILL_ALL
+                   : nb == 1 ? PROG_DECODE
+                             : PROG_PREFILL_LAST;
+        uint32_t n_kv = (uint32_t)(e->n_past + nb);
+        uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
+        uint32_t n_cap = kind == PROG_DECODE ? 1 : pow2_at_least((uint32_t)nb, (uint32_t)p->n_batch);
+        uint32_t n_splits = kind == PROG_DECODE ? pow2_at_least(need, (uint32_t)p->n_splits) : 0;
+        const program *pr = get_program(e, kind, n_cap, n_splits, err);
+        if (!pr) return -1;
+        for (int32_t i = 0; i < nb; i += 256) {
+            int32_t k = nb - i < 256 ? nb - i : 256;
+            for (int32_t j = 0; j < k; j++) ids[j] = (uint32_t)tokens[done + i + j];
+            wg_buffer_write(e->bufs[p->buf_tokens], (double)i * 4, ids, (uint32_t)k * 4);
+        }
+        uint32_t step[4] = {(uint32_t)nb, (uint32_t)e->n_past, n_kv, 0};
+        wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
+        double read = !last ? 0 : (double)(all_logits ? nb : 1) * V * 4;
+        if (wg_program_run(pr->handle, e->bufs[p->buf_logits], 0, read, e->bufs[p->buf_staging]) != 0) {
+            e->broken = true;
+            return device_error(err);
+        }
+        e->last_dispatches = pr->n_dispatches;
+        e->n_past += nb;
+        done += nb;
+        if (last) e->pending_bytes = (int64_t)read;
+    }
+    return 0;
+}
+
+int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err) {
+    if (!e->pending_bytes) return sl_err(err, "no evaluation is pending");
+    uint32_t len = (uint32_t)e->pending_bytes;
+    e->pending_bytes = 0;
+    /* without a destination the read-back is still ended (unmapped) */
+    if (wg_read_mapped(e->bufs[e->plan->buf_staging], logits, logits ? len : 0) != 0) {
+        e->broken = true;
+        return device_error(err);
+    }
+    return 0;
+}

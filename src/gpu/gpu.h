@@ -1,0 +1,68 @@
+/* gpu.h - the WebGPU backend: a model evaluated by WGSL kernels through the
+ * bridge (gpu/bridge.h).
+ *
+ * Creating an engine builds the static memory plan (gpu/plan.h), refuses
+ * when it exceeds the budget, creates every buffer, generates the kernels
+ * and creates their pipelines and bind groups once. Weights then arrive by
+ * sl_gpu_upload_tensor (streamed, any 4-byte-aligned pieces) or
+ * sl_gpu_upload_model (from a model whose data is in memory).
+ *
+ * A step is one recorded dispatch program (decode: mat-vecs; prefill: tiled
+ * mat-muls), replayed with one compute pass and one submit; per step only the
+ * step uniform (n_tokens, pos0, n_kv) and the token ids are written. Programs
+ * are recorded once per shape bucket (tokens rounded up to a power of two,
+ * decode attention splits likewise) and reused. Only logits come back.
+ *
+ * Evaluation is two calls because wasm cannot wait for the GPU:
+ * sl_gpu_eval_begin submits the work and starts the read-back; once the host
+ * has awaited the bridge, sl_gpu_eval_end copies the logits out. */
+#ifndef SL_GPU_GPU_H
+#define SL_GPU_GPU_H
+
+#include "gpu/plan.h"
+
+typedef struct sl_gpu_engine sl_gpu_engine;
+
+/* The device's caps, as the bridge reports them. */
+sl_gpu_caps sl_gpu_device_caps(void);
+
+/* m must outlive the engine; its tensor data is not needed (header-only
+ * models work: upload with sl_gpu_upload_tensor). The engine completes such
+ * a model: rope_freqs.weight given to sl_gpu_upload_tensor goes to
+ * sl_model_set_rope_freqs. */
+sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *err);
+void sl_gpu_engine_free(sl_gpu_engine *e);
+
+const sl_gpu_plan *sl_gpu_engine_plan(const sl_gpu_engine *e);
+
+/* Bytes [offset, offset + len) of the GGUF tensor `name`. offset must be a
+ * multiple of 4, and len too unless the piece ends the tensor. Norm and bias
+ * vectors that are not F32, and rope_freqs.weight, must come whole (they are
+ * converted). Returns 0, 1 when the tensor is not used on the GPU (skipped),
+ * or -1. */
+int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, const void *data, uint64_t len,
+                         sl_error *err);
+/* Uploads every tensor from the model's data (which must be in memory). */
+int sl_gpu_upload_model(sl_gpu_engine *e, sl_error *err);
+/* 0 when every planned tensor is fully uploaded, else -1 naming the first missing. */
+int sl_gpu_check_uploaded(const sl_gpu_engine *e, sl_error *err);
+
+int32_t sl_gpu_n_ctx(const sl_gpu_engine *e);
+int32_t sl_gpu_n_past(const sl_gpu_engine *e);
+void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep);
+
+/* Appends tokens[0..n) to the context and submits their evaluation. With
+ * all_logits the logits of every token come back (n <= plan->n_out), else
+ * the last token's. Errors: bad ids, context overflow, an eval pending. */
+int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool all_logits, sl_error *err);
+/* After the host awaited the bridge: copies the logits ([n][n_vocab] or
+ * [n_vocab] floats) to `logits`. */
+int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err);
+/* Floats eval_end will write (0 when nothing is pending). */
+int64_t sl_gpu_pending_floats(const sl_gpu_engine *e);
+
+/* Programs recorded so far and dispatches in the last one run (for tests). */
+int sl_gpu_n_programs(const sl_gpu_engine *e);
+int sl_gpu_last_dispatches(const sl_gpu_engine *e);
+
+#endif

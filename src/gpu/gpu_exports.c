@@ -1,0 +1,145 @@
+/* gpu_exports.c - the WebGPU backend's exports of engine.wasm (names start
+ * with gpu_; conventions in src/wasm/README.md: handles are pointers, 0 on
+ * failure; statuses 0 / -1; error_message() says why). Called by
+ * web/engine/webgpu.mjs.
+ *
+ *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding) -> engine
+ *       plan, buffers, kernels for the loaded model m; budget (bytes, 0: none)
+ *       refuses plans that exceed it; max_binding > 0 lowers the binding limit
+ *   gpu_free(e)
+ *   gpu_plan_bytes(e) -> f64, gpu_plan_summary(e) -> text, gpu_plan_json(e) -> text
+ *   gpu_upload_model(e)                 every tensor from the model's host data
+ *   gpu_upload_tensor(e, name, offset, ptr, len) -> 0, 1 (tensor not used), -1
+ *   gpu_eval_begin(e, ids, n, all_logits), then after `await bridge.settle()`:
+ *   gpu_eval_end(e, logits)
+ *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep)
+ *   gpu_ktest_begin(...) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
+ *   gpu_ktest_max_abs() -> the last test's largest error (kernel tests) */
+#if defined(__wasm__)
+
+#include "gpu/gpu.h"
+#include "gpu/ktest.h"
+#include "wasm/wasm.h"
+
+#include <stdio.h>
+#include <string.h>
+
+SL_EXPORT("gpu_new")
+sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_batch, int32_t n_out, double budget,
+                            double max_binding) {
+    /* the model is not const to its owner; the engine completes header-only ones (rope factors) */
+    sl_model *m = (sl_model *)sl_wasm_model_get(wm);
+    if (!m) {
+        sl_err(sl_wasm_err(), "gpu_new: no model loaded");
+        return NULL;
+    }
+    if (!(budget >= 0 && budget < 1e18) || !(max_binding >= 0 && max_binding < 1e18)) {
+        sl_err(sl_wasm_err(), "gpu_new: bad budget or binding limit");
+        return NULL;
+    }
+    sl_gpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .budget = (uint64_t)budget,
+                       .max_binding = (uint64_t)max_binding};
+    return sl_gpu_engine_new(m, &p, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_free") void wasm_gpu_free(sl_gpu_engine *e) { sl_gpu_engine_free(e); }
+
+SL_EXPORT("gpu_plan_bytes") double wasm_gpu_plan_bytes(const sl_gpu_engine *e) {
+    return e ? (double)sl_gpu_engine_plan(e)->total : 0;
+}
+
+static char plan_text[4096];
+
+SL_EXPORT("gpu_plan_summary") const char *wasm_gpu_plan_summary(const sl_gpu_engine *e) {
+    if (!e) return "";
+    return sl_gpu_plan_summary(sl_gpu_engine_plan(e), plan_text, sizeof plan_text);
+}
+
+/* {"bytes", "buffers", "n_ctx", "n_batch", "n_out", "by_kind": {kind: bytes}} */
+SL_EXPORT("gpu_plan_json") const char *wasm_gpu_plan_json(const sl_gpu_engine *e) {
+    if (!e) return "{}";
+    const sl_gpu_plan *p = sl_gpu_engine_plan(e);
+    int n = snprintf(plan_text, sizeof plan_text,
+                     "{\"bytes\":%llu,\"buffers\":%d,\"n_ctx\":%d,\"n_batch\":%d,\"n_out\":%d,\"by_kind\":{",
+                     (unsigned long long)p->total, p->n_buffers, p->n_ctx, p->n_batch, p->n_out);
+    for (int k = 0; k < SL_GPU_BUF_KIND_COUNT && n > 0 && (size_t)n < sizeof plan_text; k++)
+        n += snprintf(plan_text + n, sizeof plan_text - (size_t)n, "%s\"%s\":%llu", k ? "," : "",
+                      sl_gpu_buf_kind_name((sl_gpu_buf_kind)k), (unsigned long long)p->by_kind[k]);
+    if (n > 0 && (size_t)n < sizeof plan_text) snprintf(plan_text + n, sizeof plan_text - (size_t)n, "}}");
+    return plan_text;
+}
+
+SL_EXPORT("gpu_upload_model") int32_t wasm_gpu_upload_model(sl_gpu_engine *e) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_upload_model: no engine");
+    return sl_gpu_upload_model(e, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_upload_tensor")
+int32_t wasm_gpu_upload_tensor(sl_gpu_engine *e, const char *name, double offset, const void *data, double len) {
+    if (!e || !name) return sl_err(sl_wasm_err(), "gpu_upload_tensor: no engine or no name");
+    if (!(offset >= 0 && offset < 9e15) || !(len >= 0 && len < 4294967296.0))
+        return sl_err(sl_wasm_err(), "gpu_upload_tensor: bad offset or length");
+    return sl_gpu_upload_tensor(e, name, (uint64_t)offset, data, (uint64_t)len, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_check_uploaded") int32_t wasm_gpu_check_uploaded(const sl_gpu_engine *e) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_check_uploaded: no engine");
+    return sl_gpu_check_uploaded(e, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_eval_begin")
+int32_t wasm_gpu_eval_begin(sl_gpu_engine *e, const int32_t *ids, int32_t n, int32_t all_logits) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_eval_begin: no engine");
+    return sl_gpu_eval_begin(e, ids, n, all_logits != 0, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_eval_end") int32_t wasm_gpu_eval_end(sl_gpu_engine *e, float *logits) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_eval_end: no engine");
+    return sl_gpu_eval_end(e, logits, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_n_ctx") int32_t wasm_gpu_n_ctx(const sl_gpu_engine *e) { return e ? sl_gpu_n_ctx(e) : 0; }
+SL_EXPORT("gpu_n_past") int32_t wasm_gpu_n_past(const sl_gpu_engine *e) { return e ? sl_gpu_n_past(e) : 0; }
+SL_EXPORT("gpu_n_out") int32_t wasm_gpu_n_out(const sl_gpu_engine *e) { return e ? sl_gpu_engine_plan(e)->n_out : 0; }
+SL_EXPORT("gpu_truncate") void wasm_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {
+    if (e) sl_gpu_truncate(e, n_keep);
+}
+
+/* ---- kernel tests -------------------------------------------------------- */
+
+static sl_gpu_ktest_result last_ktest;
+
+SL_EXPORT("gpu_ktest_begin")
+sl_gpu_ktest *wasm_gpu_ktest_begin(int32_t kernel, int32_t type, int32_t rows, int32_t cols, int32_t n_tokens,
+                                   int32_t epilogue, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
+                                   int32_t n_rot, int32_t rope_kind, int32_t qk_norm, int32_t pos0,
+                                   int32_t chunk_rows, int32_t seed) {
+    if (kernel < 0 || kernel >= SL_GK_COUNT || epilogue < SL_EPI_NONE || epilogue > SL_EPI_SILU_MUL ||
+        (rope_kind != SL_ROPE_NORM && rope_kind != SL_ROPE_NEOX) || rows < 0 || cols < 0 || n_tokens < 0 ||
+        n_head < 0 || n_head_kv < 0 || head_dim < 0 || n_rot < 0 || pos0 < 0 || chunk_rows < 0) {
+        sl_err(sl_wasm_err(), "gpu_ktest_begin: bad arguments");
+        return NULL;
+    }
+    sl_gpu_ktest_spec s = {.kernel = (sl_gpu_kernel)kernel, .type = (sl_type)type, .rows = rows, .cols = cols,
+                           .n_tokens = n_tokens, .epilogue = (sl_gpu_epilogue)epilogue, .n_head = n_head,
+                           .n_head_kv = n_head_kv, .head_dim = head_dim, .n_rot = n_rot,
+                           .rope_kind = (sl_rope_kind)rope_kind, .qk_norm = qk_norm != 0, .pos0 = pos0,
+                           .chunk_rows = chunk_rows, .seed = (uint64_t)(uint32_t)seed};
+    if ((kernel >= SL_GK_ROPE_Q) && (n_head == 0 || n_head_kv == 0 || n_head % n_head_kv)) {
+        sl_err(sl_wasm_err(), "gpu_ktest_begin: bad head counts %d, %d", n_head, n_head_kv);
+        return NULL;
+    }
+    return sl_gpu_ktest_begin(&s, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_ktest_end") double wasm_gpu_ktest_end(sl_gpu_ktest *t) {
+    if (sl_gpu_ktest_end(t, &last_ktest, sl_wasm_err())) return -1;
+    return last_ktest.nrmse;
+}
+
+SL_EXPORT("gpu_ktest_max_abs") double wasm_gpu_ktest_max_abs(void) { return last_ktest.max_abs; }
+
+#else
+/* Native builds have no wasm exports; the engine is tested through gpu.h. */
+typedef int sl_gpu_exports_unused;
+#endif

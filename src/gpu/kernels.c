@@ -1,0 +1,758 @@
+/* kernels.c - WGSL kernels generated from templates (see kernels.h).
+ *
+ * A kernel's text is a shared prelude (step uniform, byte readers), the
+ * weight format's 8-element decoder when it reads weights, and the op's body
+ * with its shapes baked in as constants. Identical descriptors give identical
+ * text, so the engine can share pipelines between layers. */
+#include "gpu/kernels.h"
+
+#include "quant/quant_impl.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- text builder -------------------------------------------------------- */
+
+typedef struct text {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+    if (t->oom) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        t->oom = true;
+        return;
+    }
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t nc = t->cap ? t->cap : 4096;
+        while (nc < t->len + (size_t)n + 1) nc *= 2;
+        char *ns = realloc(t->s, nc);
+        if (!ns) {
+            t->oom = true;
+            return;
+        }
+        t->s = ns;
+        t->cap = nc;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+/* A WGSL f32 literal that reads back as exactly v (v finite). */
+static const char *flt(char buf[32], float v) {
+    snprintf(buf, 32, "%.9gf", (double)v);
+    return buf;
+}
+
+/* ---- formats ------------------------------------------------------------- */
+
+bool sl_gpu_type_supported(sl_type t) {
+    switch (t) {
+    case SL_TYPE_F32: case SL_TYPE_F16: case SL_TYPE_BF16: case SL_TYPE_Q4_0: case SL_TYPE_Q4_1:
+    case SL_TYPE_Q5_0: case SL_TYPE_Q5_1: case SL_TYPE_Q8_0: case SL_TYPE_Q2_K: case SL_TYPE_Q3_K:
+    case SL_TYPE_Q4_K: case SL_TYPE_Q5_K: case SL_TYPE_Q6_K: case SL_TYPE_IQ4_NL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Readers of the weight buffer W (array<u32>) at byte offsets; every offset
+ * the decoders use for 16- and 32-bit fields is even. */
+static const char *WEIGHT_READERS =
+    "struct W8 { a: vec4<f32>, b: vec4<f32> };\n"
+    "const SH4 = vec4<u32>(0u, 8u, 16u, 24u);\n"
+    "const SH1 = vec4<u32>(0u, 1u, 2u, 3u);\n"
+    "fn wb(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 3u) << 3u)) & 0xffu; }\n"
+    "fn wh(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 2u) << 3u)) & 0xffffu; }\n"
+    "fn ww(o: u32) -> u32 {\n"
+    "  let i = o >> 2u;\n"
+    "  if ((o & 2u) == 0u) { return W[i]; }\n"
+    "  return (W[i] >> 16u) | (W[i + 1u] << 16u);\n"
+    "}\n"
+    "fn wf(o: u32) -> f32 { return unpack2x16float(wh(o)).x; }\n"
+    /* four byte-spaced fields of m bits at bit s of each byte of q */
+    "fn bits(q: u32, s: u32, m: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(q) >> (SH4 + vec4<u32>(s))) & vec4<u32>(m)); }\n"
+    "fn nib(q: u32, s: u32) -> vec4<f32> { return bits(q, s, 15u); }\n"
+    /* four consecutive bits s..s+3 of q */
+    "fn bit4(q: u32, s: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(q) >> (SH1 + vec4<u32>(s))) & vec4<u32>(1u)); }\n"
+    "fn i8x4(q: u32) -> vec4<f32> { return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)); }\n"
+    "fn bf2(q: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(q << 16u), bitcast<f32>(q & 0xffff0000u)); }\n";
+
+/* fn w8(o, e): elements e..e+7 of the row starting at byte o (e % 8 == 0). */
+static int put_decoder(text *t, sl_type type, uint32_t cols) {
+    put(t, "%s", WEIGHT_READERS);
+    bool ragged = cols % 8 != 0; /* only float formats can have such rows */
+    switch (type) {
+    case SL_TYPE_F32:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let i = (o >> 2u) + e;\n"
+               "  var v = W8(vec4<f32>(bitcast<f32>(W[i]), bitcast<f32>(W[i + 1u]), bitcast<f32>(W[i + 2u]), bitcast<f32>(W[i + 3u])),\n"
+               "             vec4<f32>(bitcast<f32>(W[i + 4u]), bitcast<f32>(W[i + 5u]), bitcast<f32>(W[i + 6u]), bitcast<f32>(W[i + 7u])));\n");
+        break;
+    case SL_TYPE_F16:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let p = o + e * 2u;\n"
+               "  var v = W8(vec4<f32>(unpack2x16float(ww(p)), unpack2x16float(ww(p + 4u))),\n"
+               "             vec4<f32>(unpack2x16float(ww(p + 8u)), unpack2x16float(ww(p + 12u))));\n");
+        break;
+    case SL_TYPE_BF16:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let p = o + e * 2u;\n"
+               "  var v = W8(vec4<f32>(bf2(ww(p)), bf2(ww(p + 4u))), vec4<f32>(bf2(ww(p + 8u)), bf2(ww(p + 12u))));\n");
+        break;
+    case SL_TYPE_Q4_0:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 18u; let j = e & 31u;\n"
+               "  let d = wf(b); let s = (j >> 4u) * 4u; let q = b + 2u + (j & 15u);\n"
+               "  return W8((nib(ww(q), s) - 8.0) * d, (nib(ww(q + 4u), s) - 8.0) * d);\n}\n");
+        return 0;
+    case SL_TYPE_Q4_1:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 20u; let j = e & 31u;\n"
+               "  let d = wf(b); let m = wf(b + 2u); let s = (j >> 4u) * 4u; let q = b + 4u + (j & 15u);\n"
+               "  return W8(nib(ww(q), s) * d + m, nib(ww(q + 4u), s) * d + m);\n}\n");
+        return 0;
+    case SL_TYPE_Q5_0:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 22u; let j = e & 31u;\n"
+               "  let d = wf(b); let qh = ww(b + 2u); let s = (j >> 4u) * 4u; let q = b + 6u + (j & 15u);\n"
+               "  return W8((nib(ww(q), s) + 16.0 * bit4(qh, j) - 16.0) * d,\n"
+               "            (nib(ww(q + 4u), s) + 16.0 * bit4(qh, j + 4u) - 16.0) * d);\n}\n");
+        return 0;
+    case SL_TYPE_Q5_1:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 24u; let j = e & 31u;\n"
+               "  let d = wf(b); let m = wf(b + 2u); let qh = ww(b + 4u); let s = (j >> 4u) * 4u; let q = b + 8u + (j & 15u);\n"
+               "  return W8((nib(ww(q), s) + 16.0 * bit4(qh, j)) * d + m,\n"
+               "            (nib(ww(q + 4u), s) + 16.0 * bit4(qh, j + 4u)) * d + m);\n}\n");
+        return 0;
+    case SL_TYPE_Q8_0:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 34u; let j = e & 31u; let d = wf(b);\n"
+               "  return W8(i8x4(ww(b + 2u + j)) * d, i8x4(ww(b + 6u + j)) * d);\n}\n");
+        return 0;
+    case SL_TYPE_IQ4_NL: {
+        put(t, "var<private> IQ4: array<f32, 16> = array<f32, 16>(");
+        for (int i = 0; i < 16; i++) put(t, "%s%d.0", i ? ", " : "", sl_iq4nl_values[i]);
+        put(t, ");\n"
+               "fn iq4(q: u32, s: u32) -> vec4<f32> {\n"
+               "  let i = (vec4<u32>(q) >> (SH4 + vec4<u32>(s))) & vec4<u32>(15u);\n"
+               "  return vec4<f32>(IQ4[i.x], IQ4[i.y], IQ4[i.z], IQ4[i.w]);\n}\n"
+               "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 5u) * 18u; let j = e & 31u;\n"
+               "  let d = wf(b); let s = (j >> 4u) * 4u; let q = b + 2u + (j & 15u);\n"
+               "  return W8(iq4(ww(q), s) * d, iq4(ww(q + 4u), s) * d);\n}\n");
+        return 0;
+    }
+    case SL_TYPE_Q2_K:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 8u) * 84u; let j = e & 255u;\n"
+               "  let sc = wb(b + (j >> 4u));\n"
+               "  let dl = wf(b + 80u) * f32(sc & 15u); let ml = wf(b + 82u) * f32(sc >> 4u);\n"
+               "  let q = b + 16u + (j >> 7u) * 32u + (j & 31u); let s = ((j >> 5u) & 3u) * 2u;\n"
+               "  return W8(bits(ww(q), s, 3u) * dl - ml, bits(ww(q + 4u), s, 3u) * dl - ml);\n}\n");
+        return 0;
+    case SL_TYPE_Q3_K:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 8u) * 110u; let j = e & 255u; let sb = j >> 4u;\n"
+               "  let lv = wb(b + 96u + (sb & 7u));\n"
+               "  let lo = select(lv >> 4u, lv & 15u, sb < 8u);\n"
+               "  let hi = (wb(b + 104u + (sb & 3u)) >> ((sb >> 2u) * 2u)) & 3u;\n"
+               "  let dl = wf(b + 108u) * f32(i32(lo | (hi << 4u)) - 32);\n"
+               "  let l = j & 31u; let q = b + 32u + (j >> 7u) * 32u + l; let s = ((j >> 5u) & 3u) * 2u;\n"
+               "  let hs = j >> 5u;\n"
+               "  let l0 = bits(ww(q), s, 3u) - 4.0 * (1.0 - bits(ww(b + l), hs, 1u));\n"
+               "  let l1 = bits(ww(q + 4u), s, 3u) - 4.0 * (1.0 - bits(ww(b + l + 4u), hs, 1u));\n"
+               "  return W8(l0 * dl, l1 * dl);\n}\n");
+        return 0;
+    case SL_TYPE_Q4_K:
+    case SL_TYPE_Q5_K: {
+        bool q5 = type == SL_TYPE_Q5_K;
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 8u) * %uu; let j = e & 255u; let sb = j >> 5u;\n"
+               "  var sc: u32; var mn: u32;\n"
+               "  if (sb < 4u) { sc = wb(b + 4u + sb) & 63u; mn = wb(b + 8u + sb) & 63u; }\n"
+               "  else { let x = wb(b + 8u + sb); sc = (x & 15u) | ((wb(b + sb) >> 6u) << 4u); mn = (x >> 4u) | ((wb(b + 4u + sb) >> 6u) << 4u); }\n"
+               "  let dl = wf(b) * f32(sc); let ml = wf(b + 2u) * f32(mn);\n"
+               "  let l = j & 31u; let q = b + %uu + (j >> 6u) * 32u + l; let s = ((j >> 5u) & 1u) * 4u;\n",
+            q5 ? 176u : 144u, q5 ? 48u : 16u);
+        if (q5)
+            put(t, "  let l0 = nib(ww(q), s) + 16.0 * bits(ww(b + 16u + l), sb, 1u);\n"
+                   "  let l1 = nib(ww(q + 4u), s) + 16.0 * bits(ww(b + 20u + l), sb, 1u);\n");
+        else
+            put(t, "  let l0 = nib(ww(q), s); let l1 = nib(ww(q + 4u), s);\n");
+        put(t, "  return W8(l0 * dl - ml, l1 * dl - ml);\n}\n");
+        return 0;
+    }
+    case SL_TYPE_Q6_K:
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o + (e >> 8u) * 210u; let j = e & 255u;\n"
+               "  let h = j >> 7u; let k = (j >> 5u) & 3u; let l = j & 31u;\n"
+               "  let ql = b + h * 64u + (k & 1u) * 32u + l; let qh = b + 128u + h * 32u + l;\n"
+               "  let sl = (k >> 1u) * 4u; let sh = k * 2u;\n"
+               "  let sv = wb(b + 192u + (j >> 4u));\n"
+               "  let dl = wf(b + 208u) * f32(bitcast<i32>(sv << 24u) >> 24u);\n"
+               "  let l0 = nib(ww(ql), sl) + 16.0 * bits(ww(qh), sh, 3u) - 32.0;\n"
+               "  let l1 = nib(ww(ql + 4u), sl) + 16.0 * bits(ww(qh + 4u), sh, 3u) - 32.0;\n"
+               "  return W8(l0 * dl, l1 * dl);\n}\n");
+        return 0;
+    default:
+        return -1;
+    }
+    /* float formats: mask the elements past the end of a ragged row */
+    if (ragged)
+        put(t, "  let idx = vec4<u32>(e) + SH1;\n"
+               "  v.a = select(vec4<f32>(0.0), v.a, idx < vec4<u32>(COLS));\n"
+               "  v.b = select(vec4<f32>(0.0), v.b, idx + vec4<u32>(4u) < vec4<u32>(COLS));\n");
+    put(t, "  return v;\n}\n");
+    return 0;
+}
+
+/* Activations are all in one buffer (the plan's arena), and WebGPU forbids a
+ * buffer bound both read-only and writable in one dispatch: every activation
+ * binding is declared read_write, even when the kernel only reads it. */
+
+/* ---- shared pieces ------------------------------------------------------- */
+
+static void put_prelude(text *t, const sl_gpu_kernel_desc *d) {
+    if (d->subgroups)
+        put(t, "enable subgroups;\n"
+               "var<private> g_lane: u32;\nvar<private> g_sid: u32;\nvar<private> g_nsg: u32;\n");
+    put(t, "struct Step { n_tokens: u32, pos0: u32, n_kv: u32, pad: u32 };\n"
+           "@group(0) @binding(0) var<uniform> step: Step;\n");
+}
+
+/* fn(lid, v): the sum or max of v over the workgroup, returned to every
+ * invocation, which must all reach it (uniform control flow). With
+ * subgroups: one value per subgroup in red[subgroup_id], added in a fixed
+ * order (deterministic); else a tree in workgroup memory. */
+static void put_reduce(text *t, const sl_gpu_kernel_desc *d, const char *fn, bool is_max) {
+    const char *op = is_max ? "max(a, b)" : "a + b";
+    put(t, "fn %s_op(a: f32, b: f32) -> f32 { return %s; }\n", fn, op);
+    if (d->subgroups) {
+        put(t, "fn %s(lid: u32, v: f32) -> f32 {\n"
+               "  let s = %s(v);\n"
+               "  if (g_lane == 0u) { red[g_sid] = s; }\n"
+               "  workgroupBarrier();\n"
+               "  var r = red[0];\n"
+               "  for (var i = 1u; i < g_nsg; i++) { r = %s_op(r, red[i]); }\n"
+               "  workgroupBarrier();\n"
+               "  return r;\n"
+               "}\n",
+            fn, is_max ? "subgroupMax" : "subgroupAdd", fn);
+        return;
+    }
+    put(t, "fn %s(lid: u32, v: f32) -> f32 {\n"
+           "  red[lid] = v;\n"
+           "  workgroupBarrier();\n"
+           "  for (var s = WG / 2u; s > 0u; s >>= 1u) {\n"
+           "    if (lid < s) { red[lid] = %s_op(red[lid], red[lid + s]); }\n"
+           "    workgroupBarrier();\n"
+           "  }\n"
+           "  let r = red[0];\n"
+           "  workgroupBarrier();\n"
+           "  return r;\n"
+           "}\n",
+        fn, fn);
+}
+
+/* The entry point's header; with subgroups it records the invocation's
+ * place for the reductions. */
+static void put_main(text *t, const sl_gpu_kernel_desc *d, const char *wg_size) {
+    put(t, "@compute @workgroup_size(%s)\n"
+           "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
+           "        @builtin(local_invocation_index) lid: u32%s) {\n",
+        wg_size,
+        d->subgroups ? ",\n        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_id) sg_id: u32,\n"
+                       "        @builtin(num_subgroups) sg_n: u32"
+                     : "");
+    if (d->subgroups) put(t, "  g_lane = sg_lane; g_sid = sg_id; g_nsg = sg_n;\n");
+}
+
+/* The epilogue: writes v, the result for Y[idx] of matrix row gr. */
+static void put_epilogue(text *t, sl_gpu_epilogue epi, const char *idx, const char *gr, const char *indent) {
+    switch (epi) {
+    case SL_EPI_NONE: put(t, "%sY[%s] = v;\n", indent, idx); break;
+    case SL_EPI_BIAS: put(t, "%sY[%s] = v + A[%s];\n", indent, idx, gr); break;
+    case SL_EPI_ADD: put(t, "%sY[%s] = Y[%s] + v;\n", indent, idx, idx); break;
+    case SL_EPI_SILU_MUL:
+        put(t, "%s{ let g = A[%s]; Y[%s] = g / (1.0 + exp(-g)) * v; }\n", indent, idx, idx);
+        break;
+    }
+}
+
+static void put_weight_consts(text *t, const sl_gpu_kernel_desc *d) {
+    put(t, "const COLS: u32 = %uu;\nconst NROWS: u32 = %uu;\nconst ROW0: u32 = %uu;\n"
+           "const ROW_BYTES: u32 = %uu;\nconst OUT_STRIDE: u32 = %uu;\n",
+        d->cols, d->rows, d->row0, (uint32_t)sl_row_size(d->type, d->cols), d->out_stride);
+}
+
+/* ---- ops ----------------------------------------------------------------- */
+
+static void gen_matvec(text *t, const sl_gpu_kernel_desc *d) {
+    put_weight_consts(t, d);
+    /* rows of 4-aligned length are read as vec4 (2 loads per 8 elements) */
+    const bool x4 = d->cols % 4 == 0;
+    put(t, "const WG: u32 = 64u;\n"
+           "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
+           "@group(0) @binding(2) var<storage, read_write> X: array<%s>;\n"
+           "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
+        x4 ? "vec4<f32>" : "f32");
+    if (d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)
+        put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
+    put(t, "var<workgroup> red: array<f32, WG>;\n");
+    put_reduce(t, d, "sum_wg", false);
+    put_decoder(t, d->type, d->cols);
+    if (x4)
+        put(t, "fn x8(i: u32, e: u32) -> W8 {\n"
+               "  let j = (i + e) >> 2u;\n"
+               "  var v = W8(X[j], select(vec4<f32>(0.0), X[j + 1u], e + 4u < COLS));\n");
+    else
+        put(t, "fn x8(i: u32, e: u32) -> W8 {\n"
+               "  var v = W8(vec4<f32>(X[i + e], X[i + e + 1u], X[i + e + 2u], X[i + e + 3u]),\n"
+               "             vec4<f32>(X[i + e + 4u], X[i + e + 5u], X[i + e + 6u], X[i + e + 7u]));\n");
+    if (d->cols % 8 && !x4)
+        put(t, "  let idx = vec4<u32>(e) + SH1;\n"
+               "  v.a = select(vec4<f32>(0.0), v.a, idx < vec4<u32>(COLS));\n"
+               "  v.b = select(vec4<f32>(0.0), v.b, idx + vec4<u32>(4u) < vec4<u32>(COLS));\n");
+    put(t, "  return v;\n}\n");
+    put_main(t, d, "WG");
+    put(t, "  let r = wid.x + wid.y * nwg.x;\n"
+           "  if (r >= NROWS) { return; }\n"
+           "  let xo = (step.n_tokens - 1u) * COLS;\n"
+           "  let wo = r * ROW_BYTES;\n"
+           "  var acc = 0.0;\n"
+           "  for (var e = lid * 8u; e < COLS; e += WG * 8u) {\n"
+           "    let w = w8(wo, e);\n"
+           "    let x = x8(xo, e);\n"
+           "    acc += dot(w.a, x.a) + dot(w.b, x.b);\n"
+           "  }\n"
+           "  let v = sum_wg(lid, acc);\n"
+           "  if (lid == 0u) {\n");
+    put_epilogue(t, d->epilogue, "ROW0 + r", "ROW0 + r", "    ");
+    put(t, "  }\n}\n");
+}
+
+/* Tiles of TM tokens x TN rows, TK columns at a time; 256 invocations, each
+ * 2 tokens x 4 rows. Tiles in workgroup memory are padded against bank
+ * conflicts. */
+static void gen_matmul(text *t, const sl_gpu_kernel_desc *d) {
+    put_weight_consts(t, d);
+    put(t, "const TM: u32 = 32u;\nconst TN: u32 = 64u;\nconst TK: u32 = 32u;\nconst TKP: u32 = 33u;\n"
+           "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
+           "@group(0) @binding(2) var<storage, read_write> X: array<%s>;\n"
+           "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
+        d->cols % 4 == 0 ? "vec4<f32>" : "f32");
+    if (d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)
+        put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
+    put(t, "var<workgroup> Xs: array<f32, 1056>;\n" /* TM * TKP */
+           "var<workgroup> Ws: array<f32, 2112>;\n"); /* TN * TKP */
+    put_decoder(t, d->type, d->cols);
+    put_main(t, d, "256");
+    put(t, "  let n = step.n_tokens;\n"
+           "  let r0 = wid.x * TN; let t0 = wid.y * TM;\n"
+           "  if (t0 >= n) { return; }\n"
+           "  let tx = lid & 15u; let ty = lid >> 4u;\n"
+           "  let wr = lid >> 2u; let wk = (lid & 3u) * 8u;\n"
+           "  let xt = lid >> 3u; let xk = (lid & 7u) * 4u;\n"
+           "  let xi = t0 + xt;\n"
+           /* acc0, acc1: tokens 2ty and 2ty+1 x rows tx, tx+16, tx+32, tx+48 */
+           "  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0);\n"
+           "  for (var k0 = 0u; k0 < COLS; k0 += TK) {\n"
+           "    var w = W8(vec4<f32>(0.0), vec4<f32>(0.0));\n"
+           "    if (r0 + wr < NROWS && k0 + wk < COLS) { w = w8((r0 + wr) * ROW_BYTES, k0 + wk); }\n"
+           "    let ws = wr * TKP + wk;\n"
+           "    Ws[ws] = w.a.x; Ws[ws + 1u] = w.a.y; Ws[ws + 2u] = w.a.z; Ws[ws + 3u] = w.a.w;\n"
+           "    Ws[ws + 4u] = w.b.x; Ws[ws + 5u] = w.b.y; Ws[ws + 6u] = w.b.z; Ws[ws + 7u] = w.b.w;\n"
+           "    let k = k0 + xk;\n"
+           "    var xv = vec4<f32>(0.0);\n"
+           "    if (xi < n) {\n"
+           "      let xo = xi * COLS + k;\n");
+    if (d->cols % 4)
+        put(t, "      xv = select(vec4<f32>(0.0), vec4<f32>(X[xo], X[xo + 1u], X[xo + 2u], X[xo + 3u]),\n"
+               "                  vec4<u32>(k) + SH1 < vec4<u32>(COLS));\n");
+    else
+        put(t, "      if (k < COLS) { xv = X[xo >> 2u]; }\n");
+    put(t, "    }\n"
+           "    let xs = xt * TKP + xk;\n"
+           "    Xs[xs] = xv.x; Xs[xs + 1u] = xv.y; Xs[xs + 2u] = xv.z; Xs[xs + 3u] = xv.w;\n"
+           "    workgroupBarrier();\n"
+           "    let x0o = (ty * 2u) * TKP; let x1o = x0o + TKP; let wo = tx * TKP;\n"
+           "    for (var kk = 0u; kk < TK; kk++) {\n"
+           "      let wv = vec4<f32>(Ws[wo + kk], Ws[wo + 16u * TKP + kk], Ws[wo + 32u * TKP + kk], Ws[wo + 48u * TKP + kk]);\n"
+           "      acc0 += Xs[x0o + kk] * wv;\n"
+           "      acc1 += Xs[x1o + kk] * wv;\n"
+           "    }\n"
+           "    workgroupBarrier();\n"
+           "  }\n");
+    /* the 8 results, unrolled: token 2ty+i, row tx+16j */
+    static const char *const comp = "xyzw";
+    for (int i = 0; i < 2; i++) {
+        put(t, "  if (t0 + ty * 2u + %du < n) {\n    let tt = t0 + ty * 2u + %du;\n", i, i);
+        for (int j = 0; j < 4; j++) {
+            put(t, "    if (r0 + tx + %du < NROWS) {\n      let r = r0 + tx + %du;\n      let v = acc%d.%c;\n"
+                   "      let idx = tt * OUT_STRIDE + ROW0 + r;\n",
+                16 * j, 16 * j, i, comp[j]);
+            put_epilogue(t, d->epilogue, "idx", "ROW0 + r", "      ");
+            put(t, "    }\n");
+        }
+        put(t, "  }\n");
+    }
+    put(t, "}\n");
+}
+
+static void gen_embed(text *t, const sl_gpu_kernel_desc *d) {
+    put_weight_consts(t, d);
+    put(t, "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
+           "@group(0) @binding(2) var<storage, read> TOK: array<u32>;\n"
+           "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n");
+    put_decoder(t, d->type, d->cols);
+    put_main(t, d, "64");
+    put(t, "  let tt = wid.y;\n"
+           "  if (tt >= step.n_tokens) { return; }\n"
+           "  let id = TOK[tt];\n"
+           "  if (id < ROW0 || id >= ROW0 + NROWS) { return; }\n"
+           "  let e = (wid.x * 64u + lid) * 8u;\n"
+           "  if (e >= COLS) { return; }\n"
+           "  let w = w8((id - ROW0) * ROW_BYTES, e);\n"
+           "  var vals = array<f32, 8>(w.a.x, w.a.y, w.a.z, w.a.w, w.b.x, w.b.y, w.b.z, w.b.w);\n"
+           "  for (var k = 0u; k < 8u; k++) {\n"
+           "    if (e + k < COLS) { Y[tt * COLS + e + k] = vals[k]; }\n"
+           "  }\n}\n");
+}
+
+static void gen_rmsnorm(text *t, const sl_gpu_kernel_desc *d) {
+    char eps[32];
+    put(t, "const N: u32 = %uu;\nconst EPS: f32 = %s;\nconst WG: u32 = 256u;\n"
+           "@group(0) @binding(1) var<storage, read_write> X: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read_write> Y: array<f32>;\n"
+           "@group(0) @binding(3) var<storage, read> G: array<f32>;\n"
+           "var<workgroup> red: array<f32, WG>;\n",
+        d->n, flt(eps, d->eps));
+    put_reduce(t, d, "sum_wg", false);
+    put_main(t, d, "WG");
+    put(t, "  let tt = wid.x;\n"
+           "  if (tt >= step.n_tokens) { return; }\n"
+           "  let o = tt * N;\n"
+           "  var ss = 0.0;\n"
+           "  for (var i = lid; i < N; i += WG) { let v = X[o + i]; ss += v * v; }\n"
+           "  let total = sum_wg(lid, ss);\n"
+           "  let scale = 1.0 / sqrt(total / f32(N) + EPS);\n"
+           "  for (var i = lid; i < N; i += WG) { Y[o + i] = X[o + i] * scale * G[i]; }\n"
+           "}\n");
+}
+
+/* RoPE pair i of a head: the two element indexes it rotates. */
+static void put_rope_pair(text *t, sl_rope_kind kind) {
+    if (kind == SL_ROPE_NORM) put(t, "    let a = 2u * i; let b = 2u * i + 1u;\n");
+    else put(t, "    let a = i; let b = i + HALF;\n");
+}
+
+static void put_head_consts(text *t, const sl_gpu_kernel_desc *d) {
+    char eps[32];
+    put(t, "const NH: u32 = %uu;\nconst NKV: u32 = %uu;\nconst HD: u32 = %uu;\nconst NROT: u32 = %uu;\n"
+           "const HALF: u32 = %uu;\nconst EPS: f32 = %s;\nconst WG: u32 = 64u;\n",
+        d->n_head, d->n_head_kv, d->head_dim, d->n_rot, d->n_rot / 2, flt(eps, d->eps));
+}
+
+static void gen_rope(text *t, const sl_gpu_kernel_desc *d, bool is_q) {
+    put_head_consts(t, d);
+    if (is_q)
+        put(t, "@group(0) @binding(1) var<storage, read_write> S: array<f32>;\n"
+               "@group(0) @binding(2) var<storage, read> ROPE: array<f32>;\n");
+    else
+        put(t, "@group(0) @binding(1) var<storage, read_write> S: array<f32>;\n"
+               "@group(0) @binding(2) var<storage, read_write> V: array<f32>;\n"
+               "@group(0) @binding(3) var<storage, read_write> KC: array<f32>;\n"
+               "@group(0) @binding(4) var<storage, read_write> VC: array<f32>;\n"
+               "@group(0) @binding(5) var<storage, read> ROPE: array<f32>;\n");
+    if (d->qk_norm) put(t, "@group(0) @binding(%d) var<storage, read> NW: array<f32>;\n", is_q ? 3 : 6);
+    put(t, "var<workgroup> red: array<f32, WG>;\n");
+    put_reduce(t, d, "sum_wg", false);
+    put_main(t, d, "WG");
+    put(t, "  let tt = wid.y; let h = wid.x;\n"
+           "  if (tt >= step.n_tokens) { return; }\n"
+           "  let pos = step.pos0 + tt;\n"
+           "  let src = tt * (%s * HD) + h * HD;\n",
+        is_q ? "NH" : "NKV");
+    if (!is_q) put(t, "  let dst = pos * (NKV * HD) + h * HD;\n");
+    if (d->qk_norm)
+        put(t, "  var ss = 0.0;\n"
+               "  for (var i = lid; i < HD; i += WG) { let v = S[src + i]; ss += v * v; }\n"
+               "  let scale = 1.0 / sqrt(sum_wg(lid, ss) / f32(HD) + EPS);\n");
+    /* value of element k of the head after the optional norm */
+    const char *val_a = d->qk_norm ? "S[src + a] * scale * NW[a]" : "S[src + a]";
+    const char *val_b = d->qk_norm ? "S[src + b] * scale * NW[b]" : "S[src + b]";
+    put(t, "  for (var i = lid; i < HALF; i += WG) {\n");
+    put_rope_pair(t, d->rope_kind);
+    put(t, "    let cs = ROPE[(pos * HALF + i) * 2u]; let sn = ROPE[(pos * HALF + i) * 2u + 1u];\n"
+           "    let x0 = %s; let x1 = %s;\n"
+           "    %s[%s + a] = x0 * cs - x1 * sn;\n"
+           "    %s[%s + b] = x0 * sn + x1 * cs;\n"
+           "  }\n",
+        val_a, val_b, is_q ? "S" : "KC", is_q ? "src" : "dst", is_q ? "S" : "KC", is_q ? "src" : "dst");
+    /* dimensions past n_rot: normed (if so) and, for K, copied */
+    if (d->n_rot < d->head_dim && (d->qk_norm || !is_q)) {
+        put(t, "  for (var a = NROT + lid; a < HD; a += WG) { %s[%s + a] = %s; }\n", is_q ? "S" : "KC",
+            is_q ? "src" : "dst", val_a);
+    }
+    if (!is_q) put(t, "  for (var k = lid; k < HD; k += WG) { VC[dst + k] = V[src + k]; }\n");
+    put(t, "}\n");
+}
+
+static void put_attn_consts(text *t, const sl_gpu_kernel_desc *d) {
+    char sc[32];
+    put(t, "const NH: u32 = %uu;\nconst NKV: u32 = %uu;\nconst HD: u32 = %uu;\nconst GQA: u32 = %uu;\n"
+           "const KD: u32 = %uu;\nconst SCALE: f32 = %s;\nconst WG: u32 = 64u;\n"
+           "const KS: u32 = %uu;\nconst NSPLIT: u32 = %uu;\n",
+        d->n_head, d->n_head_kv, d->head_dim, d->n_head / d->n_head_kv, d->n_head_kv * d->head_dim,
+        flt(sc, 1.0f / sqrtf((float)d->head_dim)), d->keys_per_split ? d->keys_per_split : 1,
+        d->n_splits ? d->n_splits : 1);
+}
+
+/* Decode: scores of one split of keys, softmax within it, weighted sum of V. */
+static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
+    put_attn_consts(t, d);
+    put(t, "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read> KC: array<f32>;\n"
+           "@group(0) @binding(3) var<storage, read> VC: array<f32>;\n"
+           "@group(0) @binding(4) var<storage, read_write> P: array<f32>;\n"
+           "var<workgroup> red: array<f32, WG>;\n"
+           "var<workgroup> qs: array<f32, HD>;\n"
+           "var<workgroup> sc: array<f32, KS>;\n");
+    put_reduce(t, d, "sum_wg", false);
+    put_reduce(t, d, "max_wg", true);
+    put_main(t, d, "WG");
+    put(t, "  let h = wid.x; let sp = wid.y;\n"
+           "  let nkv = step.n_kv;\n"
+           "  let s0 = sp * KS;\n"
+           "  if (s0 >= nkv) { return; }\n"
+           "  let s1 = min(nkv, s0 + KS);\n"
+           "  let kvo = (h / GQA) * HD;\n"
+           "  for (var k = lid; k < HD; k += WG) { qs[k] = Q[h * HD + k]; }\n"
+           "  workgroupBarrier();\n"
+           "  var mx = -3.0e38;\n"
+           "  for (var s = s0 + lid; s < s1; s += WG) {\n"
+           "    var dt = 0.0;\n"
+           "    for (var k = 0u; k < HD; k++) { dt += qs[k] * KC[s * KD + kvo + k]; }\n"
+           "    let v = dt * SCALE;\n"
+           "    sc[s - s0] = v;\n"
+           "    mx = max(mx, v);\n"
+           "  }\n"
+           "  let m = max_wg(lid, mx);\n"
+           "  var sm = 0.0;\n"
+           "  for (var s = s0 + lid; s < s1; s += WG) { let p = exp(sc[s - s0] - m); sc[s - s0] = p; sm += p; }\n"
+           "  let l = sum_wg(lid, sm);\n"
+           "  let po = (h * NSPLIT + sp) * (HD + 2u);\n"
+           "  for (var k = lid; k < HD; k += WG) {\n"
+           "    var acc = 0.0;\n"
+           "    for (var s = s0; s < s1; s++) { acc += sc[s - s0] * VC[s * KD + kvo + k]; }\n"
+           "    P[po + 2u + k] = acc;\n"
+           "  }\n"
+           "  if (lid == 0u) { P[po] = m; P[po + 1u] = l; }\n"
+           "}\n");
+}
+
+static void gen_attn_merge(text *t, const sl_gpu_kernel_desc *d) {
+    put_attn_consts(t, d);
+    put(t, "@group(0) @binding(1) var<storage, read_write> P: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read_write> O: array<f32>;\n");
+    put_main(t, d, "WG");
+    put(t, "  let h = wid.x;\n"
+           "  let ns = (step.n_kv + KS - 1u) / KS;\n"
+           "  var m = -3.0e38;\n"
+           "  for (var sp = 0u; sp < ns; sp++) { m = max(m, P[(h * NSPLIT + sp) * (HD + 2u)]); }\n"
+           "  var l = 0.0;\n"
+           "  for (var sp = 0u; sp < ns; sp++) {\n"
+           "    let po = (h * NSPLIT + sp) * (HD + 2u);\n"
+           "    l += P[po + 1u] * exp(P[po] - m);\n"
+           "  }\n"
+           "  for (var k = lid; k < HD; k += WG) {\n"
+           "    var acc = 0.0;\n"
+           "    for (var sp = 0u; sp < ns; sp++) {\n"
+           "      let po = (h * NSPLIT + sp) * (HD + 2u);\n"
+           "      acc += P[po + 2u + k] * exp(P[po] - m);\n"
+           "    }\n"
+           "    O[h * HD + k] = acc / l;\n"
+           "  }\n"
+           "}\n");
+}
+
+/* Prefill: one workgroup per (head, token); keys in chunks of WG with an
+ * online softmax; each invocation keeps ceil(HD / WG) output dimensions. */
+static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
+    put_attn_consts(t, d);
+    uint32_t dpt = (d->head_dim + 63) / 64;
+    put(t, "const DPT: u32 = %uu;\n"
+           "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read> KC: array<f32>;\n"
+           "@group(0) @binding(3) var<storage, read> VC: array<f32>;\n"
+           "@group(0) @binding(4) var<storage, read_write> O: array<f32>;\n"
+           "var<workgroup> red: array<f32, WG>;\n"
+           "var<workgroup> qs: array<f32, HD>;\n"
+           "var<workgroup> pk: array<f32, WG>;\n",
+        dpt);
+    put_reduce(t, d, "sum_wg", false);
+    put_reduce(t, d, "max_wg", true);
+    put_main(t, d, "WG");
+    put(t, "  let h = wid.x; let tt = wid.y;\n"
+           "  if (tt >= step.n_tokens) { return; }\n"
+           "  let nk = step.pos0 + tt + 1u;\n"
+           "  let kvo = (h / GQA) * HD;\n"
+           "  let qo = tt * (NH * HD) + h * HD;\n"
+           "  for (var k = lid; k < HD; k += WG) { qs[k] = Q[qo + k]; }\n"
+           "  workgroupBarrier();\n"
+           "  var m = -3.0e38;\n"
+           "  var l = 0.0;\n"
+           "  var acc: array<f32, DPT>;\n"
+           "  for (var c0 = 0u; c0 < nk; c0 += WG) {\n"
+           "    let s = c0 + lid;\n"
+           "    var v = -3.0e38;\n"
+           "    if (s < nk) {\n"
+           "      var dt = 0.0;\n"
+           "      for (var k = 0u; k < HD; k++) { dt += qs[k] * KC[s * KD + kvo + k]; }\n"
+           "      v = dt * SCALE;\n"
+           "    }\n"
+           "    let nm = max(m, max_wg(lid, v));\n"
+           "    var p = 0.0;\n"
+           "    if (s < nk) { p = exp(v - nm); }\n"
+           "    pk[lid] = p;\n"
+           "    let cs = sum_wg(lid, p);\n"
+           "    let alpha = exp(m - nm);\n"
+           "    l = l * alpha + cs;\n"
+           "    let cn = min(WG, nk - c0);\n"
+           "    for (var i = 0u; i < DPT; i++) {\n"
+           "      let k = lid + i * WG;\n"
+           "      if (k < HD) {\n"
+           "        var a = acc[i] * alpha;\n"
+           "        for (var j = 0u; j < cn; j++) { a += pk[j] * VC[(c0 + j) * KD + kvo + k]; }\n"
+           "        acc[i] = a;\n"
+           "      }\n"
+           "    }\n"
+           "    m = nm;\n"
+           "    workgroupBarrier();\n"
+           "  }\n"
+           "  for (var i = 0u; i < DPT; i++) {\n"
+           "    let k = lid + i * WG;\n"
+           "    if (k < HD) { O[qo + k] = acc[i] / l; }\n"
+           "  }\n"
+           "}\n");
+}
+
+/* ---- entry points -------------------------------------------------------- */
+
+char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
+    bool weights = d->kernel == SL_GK_MATVEC || d->kernel == SL_GK_MATMUL || d->kernel == SL_GK_EMBED;
+    if (weights) {
+        const sl_type_info *ti = sl_type_get(d->type);
+        if (!ti || !sl_gpu_type_supported(d->type)) {
+            sl_err(err, "no WebGPU kernel for type %s", sl_type_name(d->type) ? sl_type_name(d->type) : "?");
+            return NULL;
+        }
+        if (d->cols == 0 || d->rows == 0 || d->cols % (uint32_t)ti->block_size) {
+            sl_err(err, "bad kernel shape: %u rows of %u %s elements", d->rows, d->cols, ti->name);
+            return NULL;
+        }
+    }
+    bool heads = d->kernel >= SL_GK_ROPE_Q && d->kernel <= SL_GK_ATTN_PREFILL;
+    if (heads && (d->n_head == 0 || d->n_head_kv == 0 || d->n_head % d->n_head_kv || d->head_dim == 0 ||
+                  d->n_rot > d->head_dim || d->n_rot % 2)) {
+        sl_err(err, "bad attention shape: %u heads, %u kv heads, head size %u, %u rotated", d->n_head, d->n_head_kv,
+               d->head_dim, d->n_rot);
+        return NULL;
+    }
+    if ((d->kernel == SL_GK_RMSNORM && d->n == 0) || d->kernel < 0 || d->kernel >= SL_GK_COUNT) {
+        sl_err(err, "bad kernel %d", (int)d->kernel);
+        return NULL;
+    }
+    text t = {0};
+    put_prelude(&t, d);
+    put(&t, "// stream-llm WebGPU kernel (generated by src/gpu/kernels.c)\n");
+    switch (d->kernel) {
+    case SL_GK_MATVEC: gen_matvec(&t, d); break;
+    case SL_GK_MATMUL: gen_matmul(&t, d); break;
+    case SL_GK_EMBED: gen_embed(&t, d); break;
+    case SL_GK_RMSNORM: gen_rmsnorm(&t, d); break;
+    case SL_GK_ROPE_Q: gen_rope(&t, d, true); break;
+    case SL_GK_ROPE_KV: gen_rope(&t, d, false); break;
+    case SL_GK_ATTN_DECODE: gen_attn_decode(&t, d); break;
+    case SL_GK_ATTN_MERGE: gen_attn_merge(&t, d); break;
+    case SL_GK_ATTN_PREFILL: gen_attn_prefill(&t, d); break;
+    default: break;
+    }
+    if (t.oom) {
+        free(t.s);
+        sl_err(err, "out of memory generating a kernel");
+        return NULL;
+    }
+    return t.s;
+}
+
+int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d) {
+    switch (d->kernel) {
+    case SL_GK_MATVEC:
+    case SL_GK_MATMUL: return d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL ? 5 : 4;
+    case SL_GK_EMBED: return 4;
+    case SL_GK_RMSNORM: return 4;
+    case SL_GK_ROPE_Q: return d->qk_norm ? 4 : 3;
+    case SL_GK_ROPE_KV: return d->qk_norm ? 7 : 6;
+    case SL_GK_ATTN_DECODE: return 5;
+    case SL_GK_ATTN_MERGE: return 3;
+    case SL_GK_ATTN_PREFILL: return 5;
+    default: return 0;
+    }
+}
+
+static uint32_t div_up(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t n_splits, uint32_t max_per_dim,
+                        uint32_t grid[3]) {
+    grid[0] = grid[1] = grid[2] = 1;
+    if (n_tokens == 0) n_tokens = 1;
+    switch (d->kernel) {
+    case SL_GK_MATVEC:
+        grid[0] = d->rows < max_per_dim ? d->rows : max_per_dim;
+        grid[1] = div_up(d->rows, grid[0]);
+        break;
+    case SL_GK_MATMUL:
+        grid[0] = div_up(d->rows, 64);
+        grid[1] = div_up(n_tokens, 32);
+        break;
+    case SL_GK_EMBED:
+        grid[0] = div_up(div_up(d->cols, 8), 64);
+        grid[1] = n_tokens;
+        break;
+    case SL_GK_RMSNORM: grid[0] = n_tokens; break;
+    case SL_GK_ROPE_Q:
+        grid[0] = d->n_head;
+        grid[1] = n_tokens;
+        break;
+    case SL_GK_ROPE_KV:
+        grid[0] = d->n_head_kv;
+        grid[1] = n_tokens;
+        break;
+    case SL_GK_ATTN_DECODE:
+        grid[0] = d->n_head;
+        grid[1] = n_splits ? n_splits : 1;
+        break;
+    case SL_GK_ATTN_MERGE: grid[0] = d->n_head; break;
+    case SL_GK_ATTN_PREFILL:
+        grid[0] = d->n_head;
+        grid[1] = n_tokens;
+        break;
+    default: break;
+    }
+}

@@ -1,0 +1,91 @@
+/* kernels.h - WGSL compute kernels, generated as text from templates: one
+ * kernel per op, specialised by weight format and by the shapes baked in as
+ * constants. Every kernel accumulates in f32 and needs nothing beyond core
+ * WebGPU (workgroups of at most 256 invocations, 16 KiB of workgroup memory).
+ *
+ * Weights are read from storage buffers as array<u32> with byte extraction,
+ * so GGUF blocks of any size (18, 34, 210 bytes...) need no alignment. Each
+ * format provides one function: the 8 consecutive elements of a row that
+ * start at an element index divisible by 8, dequantized exactly as the C
+ * reference does (src/quant/quant_ref.c).
+ *
+ * Every kernel binds the step uniform at binding 0:
+ *   struct Step { n_tokens: u32, pos0: u32, n_kv: u32, pad: u32 }
+ * n_tokens: tokens of this step; pos0: position of the first; n_kv = pos0 +
+ * n_tokens. Bindings per kernel (r = read-only storage, rw = read_write):
+ *   MATVEC, MATMUL  1 W r (a chunk of rows), 2 X r [tokens][cols],
+ *                   3 Y rw [tokens][out_stride], 4 A r (epilogue BIAS: [rows]; SILU_MUL: like Y)
+ *   EMBED           1 W r, 2 tokens r (u32), 3 Y rw [tokens][cols]
+ *   RMSNORM         1 X r, 2 Y rw, 3 weight r
+ *   ROPE_Q          1 Q rw [tokens][n_head*head_dim], 2 rope r, 3 q_norm r (if qk_norm)
+ *   ROPE_KV         1 K r, 2 V r, 3 K cache rw, 4 V cache rw, 5 rope r, 6 k_norm r (if qk_norm)
+ *   ATTN_DECODE     1 Q r, 2 K cache r, 3 V cache r, 4 partials rw
+ *   ATTN_MERGE      1 partials r, 2 out rw
+ *   ATTN_PREFILL    1 Q r, 2 K cache r, 3 V cache r, 4 out rw
+ * Activation inputs are declared read_write too (they share the arena
+ * buffer with the outputs; WebGPU forbids mixing read-only and writable
+ * uses of one buffer in a dispatch). The rope table is [n_ctx][n_rot/2] pairs (cos, sin); caches are
+ * [n_ctx][n_head_kv*head_dim]; partials [n_head][n_splits][2 + head_dim]
+ * (max score, sum of exps, weighted sum of V). */
+#ifndef SL_GPU_KERNELS_H
+#define SL_GPU_KERNELS_H
+
+#include "model/model.h"
+
+typedef enum sl_gpu_kernel {
+    SL_GK_MATVEC,       /* y = W x, x the token at row n_tokens-1 of X; y goes to row 0 of Y */
+    SL_GK_MATMUL,       /* Y[t] = W X[t] for t < n_tokens, tiled (32 tokens x 64 rows) */
+    SL_GK_EMBED,        /* Y[t] = row tokens[t] of the matrix, when it is in this chunk */
+    SL_GK_RMSNORM,      /* Y[t] = X[t] / rms(X[t]) * weight */
+    SL_GK_ROPE_Q,       /* per-head norm (optional) and RoPE of Q, in place */
+    SL_GK_ROPE_KV,      /* the same for K, stored with V at cache rows pos0 + t */
+    SL_GK_ATTN_DECODE,  /* one token: one workgroup per (head, split of keys_per_split keys) */
+    SL_GK_ATTN_MERGE,   /* combines the splits of each head */
+    SL_GK_ATTN_PREFILL, /* one workgroup per (head, token), causal, online softmax */
+    SL_GK_COUNT
+} sl_gpu_kernel;
+
+typedef enum sl_gpu_epilogue {
+    SL_EPI_NONE,
+    SL_EPI_BIAS,     /* + A[row] */
+    SL_EPI_ADD,      /* Y += result (residual) */
+    SL_EPI_SILU_MUL, /* Y = silu(A) * result (A: the gate, same layout as Y) */
+} sl_gpu_epilogue;
+
+typedef struct sl_gpu_kernel_desc {
+    sl_gpu_kernel kernel;
+    /* MATVEC, MATMUL, EMBED: a chunk of `rows` rows starting at row `row0` */
+    sl_type type;
+    uint32_t cols, rows, row0;
+    uint32_t out_stride;        /* floats per row of Y (the whole matrix's rows) */
+    sl_gpu_epilogue epilogue;
+    /* RMSNORM */
+    uint32_t n;
+    float eps;                  /* RMSNORM, ROPE_* with qk_norm */
+    /* ROPE_*, ATTN_* */
+    uint32_t n_head, n_head_kv, head_dim, n_rot;
+    sl_rope_kind rope_kind;
+    bool qk_norm;
+    uint32_t keys_per_split, n_splits; /* ATTN_DECODE, ATTN_MERGE */
+    /* Workgroup sums and maxima through subgroup operations (the device has
+     * the subgroups feature and WGSL the subgroup_id builtin); else through
+     * workgroup memory only. */
+    bool subgroups;
+} sl_gpu_kernel_desc;
+
+/* Formats with kernels: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q2_K..Q6_K, IQ4_NL. */
+bool sl_gpu_type_supported(sl_type t);
+
+/* The WGSL source (malloc'd, NUL-terminated), or NULL with err set. */
+char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err);
+
+/* Workgroups to dispatch for n_tokens tokens (for MATVEC: rows, folded into
+ * two dimensions under max_per_dim). */
+void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t n_splits,
+                        uint32_t max_per_dim, uint32_t grid[3]);
+
+/* Number of bindings the kernel declares (including the step uniform). */
+int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d);
+
+#endif

@@ -1,0 +1,154 @@
+// gpu_kernels.test.mjs - every WebGPU kernel x every weight format against
+// the C reference (src/gpu/ktest.c: random inputs, weights quantized by the C
+// quantizer, float64 math over the dequantized weights), through engine.wasm
+// and the bridge exactly as the engine runs them. Sizes include rows, columns
+// and token counts that are not multiples of the workgroup or tile sizes,
+// and weights split over several bindings. Needs a WebGPU adapter (Dawn: npm
+// `webgpu`; SwiftShader by default, see gpu_env.mjs). $STREAMLLM_WASM
+// selects another engine.wasm.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { WASM } from './refdata.mjs';
+import { requireGpu } from './gpu_env.mjs';
+import { loadEngineModule } from '../../web/engine/wasm.mjs';
+import { requestDevice, createBridge } from '../../web/engine/webgpu.mjs';
+
+const wasmPath = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
+
+// sl_gpu_kernel, sl_gpu_epilogue and sl_type ids (src/gpu/kernels.h, src/quant/quant.h).
+const K = { MATVEC: 0, MATMUL: 1, EMBED: 2, RMSNORM: 3, ROPE_Q: 4, ROPE_KV: 5, ATTN_DECODE: 6, ATTN_PREFILL: 8 };
+const EPI = { NONE: 0, BIAS: 1, ADD: 2, SILU_MUL: 3 };
+const TYPES = {
+  F32: 0, F16: 1, BF16: 30, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, IQ4_NL: 20,
+  Q2_K: 10, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14,
+};
+const FLOAT_TYPES = new Set(['F32', 'F16', 'BF16']);
+const K_TYPES = new Set(['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']);
+
+// The engine module on a device: `plain` without the optional features
+// (subgroups, shader-f16), to test the kernels' fallback paths too.
+const contexts = {};
+async function setup(plain = false) {
+  if (contexts[plain]) return contexts[plain];
+  const { gpu, adapter, device, info } = await requestDevice(plain ? { disableFeatures: ['subgroups', 'shader-f16'] } : {});
+  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures });
+  const mod = await loadEngineModule(wasmPath, { imports: { webgpu: bridge.imports } });
+  bridge.attach(mod.memory);
+  contexts[plain] = { mod, bridge, info, keep: [gpu, adapter] };
+  console.error(`  adapter${plain ? ' (no optional features)' : ''}: ${info.vendor} ${info.architecture} (${info.features.join(', ')}; ` +
+    `subgroup_id ${info.wgslLanguageFeatures.includes('subgroup_id')}; binding limit ${info.limits.maxStorageBufferBindingSize})`);
+  return contexts[plain];
+}
+
+// Runs one kernel test; returns { nrmse, maxAbs }.
+async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh = 8, nkv = 2, hd = 32, nrot = hd,
+  neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false } = {}) {
+  const { mod, bridge } = await setup(plain);
+  const ex = mod.exports;
+  const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0, chunk, seed);
+  if (t === 0) throw mod.error('gpu_ktest_begin');
+  await bridge.settle();
+  const nrmse = ex.gpu_ktest_end(t);
+  if (nrmse < 0) throw mod.error('gpu_ktest_end');
+  return { nrmse, maxAbs: ex.gpu_ktest_max_abs() };
+}
+
+const TOL = 2e-5;
+function expectClose(r, what) {
+  assert.ok(r.nrmse <= TOL, `${what}: nrmse ${r.nrmse} > ${TOL} (max abs error ${r.maxAbs})`);
+}
+
+if (!existsSync(wasmPath)) {
+  test('engine.wasm is built', () => assert.fail(`${wasmPath} is missing: run make wasm`));
+} else {
+  // Shapes per format: columns a multiple of the block size (ragged for the
+  // float formats: not a multiple of 8, and odd for 2-byte formats).
+  for (const [name, type] of Object.entries(TYPES)) {
+    const cols = FLOAT_TYPES.has(name) ? [13, 100, 264] : K_TYPES.has(name) ? [256, 768] : [32, 96, 544];
+    test(`mat-vec ${name}`, async (t) => {
+      if (!(await requireGpu(t))) return;
+      for (const c of cols)
+        for (const rows of [1, 37, 130]) expectClose(await ktest(K.MATVEC, { type, rows, cols: c, n: 3 }), `${rows}x${c}`);
+      expectClose(await ktest(K.MATVEC, { type, rows: 75, cols: cols[1], chunk: 16 }), 'rows in chunks of 16');
+    });
+    test(`mat-mul ${name}`, async (t) => {
+      if (!(await requireGpu(t))) return;
+      for (const c of cols)
+        for (const [rows, n] of [[1, 2], [37, 5], [130, 33], [64, 70]])
+          expectClose(await ktest(K.MATMUL, { type, rows, cols: c, n }), `${rows}x${c}, ${n} tokens`);
+      expectClose(await ktest(K.MATMUL, { type, rows: 75, cols: cols[1], n: 9, chunk: 16 }), 'rows in chunks of 16');
+    });
+    test(`embedding ${name}`, async (t) => {
+      if (!(await requireGpu(t))) return;
+      for (const c of cols) expectClose(await ktest(K.EMBED, { type, rows: 50, cols: c, n: 6 }), `50x${c}`);
+      expectClose(await ktest(K.EMBED, { type, rows: 90, cols: cols[0], n: 12, chunk: 20 }), 'rows in chunks of 20');
+    });
+  }
+
+  test('mat-vec and mat-mul epilogues: bias, residual add, silu(gate) * up', async (t) => {
+    if (!(await requireGpu(t))) return;
+    for (const [name, epi] of Object.entries(EPI)) {
+      for (const type of [TYPES.F32, TYPES.Q4_0, TYPES.Q6_K]) {
+        const cols = type === TYPES.F32 ? 40 : 256;
+        expectClose(await ktest(K.MATVEC, { type, rows: 45, cols, n: 2, epi }), `mat-vec ${name} type ${type}`);
+        expectClose(await ktest(K.MATMUL, { type, rows: 45, cols, n: 35, epi, chunk: 20 }), `mat-mul ${name} type ${type}`);
+      }
+    }
+  });
+
+  test('rmsnorm', async (t) => {
+    if (!(await requireGpu(t))) return;
+    for (const [cols, n] of [[8, 1], [64, 3], [300, 5], [4096, 2]]) expectClose(await ktest(K.RMSNORM, { cols, n }), `${cols} x ${n}`);
+  });
+
+  test('rope on Q and K (+ KV store): normal and neox, partial rotation, per-head norm', async (t) => {
+    if (!(await requireGpu(t))) return;
+    for (const kernel of [K.ROPE_Q, K.ROPE_KV]) {
+      for (const neox of [false, true]) {
+        for (const [hd, nrot, qkNorm] of [[8, 8, false], [64, 64, true], [128, 64, false], [96, 32, true]]) {
+          const what = `${kernel === K.ROPE_Q ? 'Q' : 'KV'} ${neox ? 'neox' : 'norm'} hd ${hd} rot ${nrot} norm ${qkNorm}`;
+          expectClose(await ktest(kernel, { n: 3, nh: 6, nkv: 3, hd, nrot, neox, qkNorm, pos0: 37 }), what);
+        }
+      }
+    }
+  });
+
+  test('attention decode (split over 256-key workgroups, GQA)', async (t) => {
+    if (!(await requireGpu(t))) return;
+    for (const [pos0, nh, nkv, hd] of [[0, 4, 4, 8], [10, 8, 2, 64], [255, 4, 1, 32], [256, 6, 3, 128], [700, 8, 4, 64]])
+      expectClose(await ktest(K.ATTN_DECODE, { pos0, nh, nkv, hd }), `pos ${pos0}, ${nh}/${nkv} heads of ${hd}`);
+  });
+
+  test('attention prefill (causal, GQA, online softmax over 64-key chunks)', async (t) => {
+    if (!(await requireGpu(t))) return;
+    for (const [n, pos0, nh, nkv, hd] of [[1, 0, 2, 2, 8], [5, 0, 8, 2, 64], [70, 3, 4, 4, 32], [9, 130, 6, 3, 128], [3, 200, 4, 1, 256]])
+      expectClose(await ktest(K.ATTN_PREFILL, { n, pos0, nh, nkv, hd }), `${n} tokens at ${pos0}, ${nh}/${nkv} heads of ${hd}`);
+  });
+
+  test('without subgroups and shader-f16: reductions through workgroup memory', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const plain = true;
+    for (const [type, cols] of [[TYPES.F32, 100], [TYPES.Q4_K, 512], [TYPES.Q8_0, 96]]) {
+      expectClose(await ktest(K.MATVEC, { type, rows: 37, cols, n: 2, plain }), `mat-vec type ${type}`);
+      expectClose(await ktest(K.MATMUL, { type, rows: 37, cols, n: 9, plain }), `mat-mul type ${type}`);
+    }
+    expectClose(await ktest(K.RMSNORM, { cols: 300, n: 3, plain }), 'rmsnorm');
+    expectClose(await ktest(K.ROPE_KV, { n: 3, nh: 6, nkv: 3, hd: 64, nrot: 64, qkNorm: true, pos0: 5, plain }), 'rope');
+    expectClose(await ktest(K.ATTN_DECODE, { pos0: 300, nh: 8, nkv: 2, hd: 64, plain }), 'attention decode');
+    expectClose(await ktest(K.ATTN_PREFILL, { n: 9, pos0: 70, nh: 4, nkv: 2, hd: 32, plain }), 'attention prefill');
+    assert.equal((await setup(true)).bridge.stats.subgroupPipelines, 0);
+    // the other tests used subgroups where the device has them
+    const { info, bridge } = await setup(false);
+    if (info.features.includes('subgroups') && info.wgslLanguageFeatures.includes('subgroup_id'))
+      assert.ok(bridge.stats.subgroupPipelines > 0, 'no kernel used subgroups');
+  });
+
+  test('a kernel test with a bad shape is refused', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const { mod } = await setup();
+    // Q4_0 rows must be a multiple of 32 columns
+    assert.throws(() => { const t = mod.exports.gpu_ktest_begin(K.MATVEC, TYPES.Q4_0, 4, 33, 1, 0, 8, 2, 32, 32, 0, 0, 0, 0, 1); if (!t) throw mod.error(); });
+  });
+}

@@ -1,0 +1,404 @@
+// webgpu.mjs - the WebGPU bridge: implements engine.wasm's `webgpu` imports
+// (src/gpu/bridge.h) on a navigator.gpu-style device (Chrome, or Dawn in
+// Node through the npm package `webgpu`), and the 'webgpu' backend factory
+// that engine.mjs uses. The C side decides every buffer, kernel and dispatch;
+// this file only turns handles into WebGPU calls.
+
+import { EngineError } from './wasm.mjs';
+
+// Usage flags of bridge.h (WG_USAGE_*).
+const USAGE_STORAGE = 1;
+const USAGE_UNIFORM = 2;
+const USAGE_READBACK = 4;
+
+// The WebGPU entry point: options.gpu, navigator.gpu, or Dawn in Node
+// (options.dawnPath or $STREAMLLM_DAWN_NODE: a dawn.node file, else the npm
+// package `webgpu`). options.dawnFlags / $STREAMLLM_DAWN_FLAGS (comma
+// separated): Dawn's options, default the Vulkan backend without zero-filling
+// workgroup memory (no kernel reads it before writing it; SwiftShader takes
+// a second per kernel to compile the fill of a 12 KiB tile).
+export async function getGPU(options = {}) {
+  if (options.gpu) return options.gpu;
+  if (globalThis.navigator?.gpu) return globalThis.navigator.gpu;
+  const env = globalThis.process?.env ?? {};
+  const flags = options.dawnFlags ?? (env.STREAMLLM_DAWN_FLAGS ? env.STREAMLLM_DAWN_FLAGS.split(',')
+    : ['backend=vulkan', 'enable-dawn-features=disable_workgroup_init']);
+  const dawnPath = options.dawnPath ?? env.STREAMLLM_DAWN_NODE;
+  let dawn;
+  try {
+    if (dawnPath) {
+      const { createRequire } = await import('node:module');
+      dawn = createRequire(import.meta.url)(dawnPath);
+    } else {
+      dawn = await import('webgpu');
+    }
+  } catch (e) {
+    throw new EngineError(`no WebGPU: not in a browser with WebGPU, and Dawn for Node cannot be loaded (${e.message})`);
+  }
+  Object.assign(globalThis, dawn.globals);
+  return dawn.create(flags);
+}
+
+// Features the engine uses when the adapter has them.
+const OPTIONAL_FEATURES = ['shader-f16', 'subgroups'];
+// Limits the engine asks for: as high as the adapter allows.
+const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension'];
+
+// An adapter and a device with the limits and features above.
+export async function requestDevice(options = {}) {
+  const gpu = await getGPU(options);
+  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  if (!adapter) throw new EngineError('no WebGPU adapter');
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !(options.disableFeatures ?? []).includes(f));
+  const requiredLimits = {};
+  for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const ai = adapter.info ?? {};
+  const info = {
+    vendor: ai.vendor ?? '', architecture: ai.architecture ?? '', device: ai.device ?? '',
+    description: ai.description ?? '', isFallbackAdapter: ai.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false,
+    features: [...device.features].sort(),
+    wgslLanguageFeatures: [...(gpu.wgslLanguageFeatures ?? [])].sort(),
+    limits: Object.fromEntries(WANTED_LIMITS.concat(['minStorageBufferOffsetAlignment']).map((k) => [k, device.limits[k]])),
+  };
+  return { gpu, adapter, device, info };
+}
+
+// The bridge: { imports, attach(memory), settle(), errors, stats }.
+// stats counts what the engine really allocates (buffers, bytes), for tests.
+// wgslLanguageFeatures: the GPU object's (the kernels use subgroup_id when
+// the device has subgroups and WGSL has that builtin).
+export function createBridge(device, { wgslLanguageFeatures = globalThis.navigator?.gpu?.wgslLanguageFeatures } = {}) {
+  const objs = [null]; // handle -> { kind, ... }
+  const freeHandles = [];
+  const errors = [];
+  let pending = [];
+  let memory = null;
+  const stats = { buffers: 0, bufferBytes: 0, peakBytes: 0, bytesWritten: 0, pipelines: 0, subgroupPipelines: 0, bindGroups: 0, dispatches: 0, runs: 0 };
+  const decoder = new TextDecoder();
+
+  const onError = (ev) => errors.push(ev.error?.message ?? String(ev));
+  if (typeof device.addEventListener === 'function') device.addEventListener('uncapturederror', onError);
+  else device.onuncapturederror = onError;
+  device.lost?.then((l) => { if (l.reason !== 'destroyed') errors.push(`device lost: ${l.message}`); });
+
+  const add = (o) => {
+    const h = freeHandles.length ? freeHandles.pop() : objs.length;
+    objs[h] = o;
+    return h;
+  };
+  const get = (h, kind) => {
+    const o = objs[h];
+    if (!o || o.kind !== kind) throw new EngineError(`webgpu bridge: handle ${h} is not a ${kind}`);
+    return o;
+  };
+  // Errors of a creation call arrive later: collect them, settle() waits.
+  const scoped = (what, fn, explain) => {
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    const r = fn();
+    for (let i = 0; i < 2; i++) {
+      pending.push(device.popErrorScope().then(async (e) => {
+        if (e) errors.push(`${what}: ${e.message}${explain ? await explain() : ''}`);
+      }));
+    }
+    return r;
+  };
+  const mem = () => {
+    if (!memory) throw new EngineError('webgpu bridge: no wasm memory attached');
+    return memory.buffer;
+  };
+
+  const caps = () => {
+    const l = device.limits;
+    return [l.maxStorageBufferBindingSize, l.maxBufferSize, l.maxComputeInvocationsPerWorkgroup,
+      l.maxComputeWorkgroupStorageSize, l.maxComputeWorkgroupsPerDimension, l.minStorageBufferOffsetAlignment,
+      l.maxStorageBuffersPerShaderStage, device.features.has('shader-f16') ? 1 : 0,
+      device.features.has('subgroups') ? 1 : 0, wgslLanguageFeatures?.has?.('subgroup_id') ? 1 : 0];
+  };
+  let capList = null;
+
+  const imports = {
+    caps(which) {
+      capList ??= caps();
+      return capList[which] ?? 0;
+    },
+    buffer_create(size, usage) {
+      const U = GPUBufferUsage;
+      const flags = usage === USAGE_STORAGE ? U.STORAGE | U.COPY_DST | U.COPY_SRC
+        : usage === USAGE_UNIFORM ? U.UNIFORM | U.COPY_DST
+          : usage === USAGE_READBACK ? U.MAP_READ | U.COPY_DST : 0;
+      if (!flags) return 0;
+      let buffer;
+      try {
+        buffer = scoped(`buffer of ${size} bytes`, () => device.createBuffer({ size, usage: flags }));
+      } catch (e) {
+        errors.push(`buffer of ${size} bytes: ${e.message}`);
+        return 0;
+      }
+      stats.buffers++;
+      stats.bufferBytes += size;
+      stats.peakBytes = Math.max(stats.peakBytes, stats.bufferBytes);
+      return add({ kind: 'buffer', buffer, size, mapped: null });
+    },
+    buffer_write(buf, offset, ptr, len) {
+      len >>>= 0;
+      device.queue.writeBuffer(get(buf, 'buffer').buffer, offset, mem(), ptr >>> 0, len);
+      stats.bytesWritten += len;
+    },
+    pipeline_create(ptr, len) {
+      const code = decoder.decode(new Uint8Array(mem(), ptr >>> 0, len >>> 0));
+      let module;
+      const pipeline = scoped('compute pipeline', () => {
+        module = device.createShaderModule({ code });
+        return device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      }, async () => {
+        const info = await module.getCompilationInfo?.();
+        const msgs = (info?.messages ?? []).map((m) => `\n  ${m.lineNum}:${m.linePos} ${m.message}`).join('');
+        return `${msgs}\n--- source ---\n${code}`;
+      });
+      stats.pipelines++;
+      if (code.startsWith('enable subgroups;')) stats.subgroupPipelines++;
+      return add({ kind: 'pipeline', pipeline, code });
+    },
+    bind_group_create(pipe, ptr, n) {
+      const p = get(pipe, 'pipeline');
+      const u32 = new Uint32Array(mem(), ptr >>> 0, 4 * n);
+      const entries = [];
+      for (let i = 0; i < n; i++) {
+        const b = get(u32[4 * i + 1], 'buffer');
+        entries.push({ binding: u32[4 * i], resource: { buffer: b.buffer, offset: u32[4 * i + 2], size: u32[4 * i + 3] } });
+      }
+      const group = scoped('bind group', () => device.createBindGroup({ layout: p.pipeline.getBindGroupLayout(0), entries }));
+      stats.bindGroups++;
+      return add({ kind: 'group', group });
+    },
+    program_create() {
+      return add({ kind: 'program', list: [] });
+    },
+    program_dispatch(prog, pipe, group, x, y, z) {
+      get(prog, 'program').list.push([get(pipe, 'pipeline').pipeline, get(group, 'group').group, x >>> 0, y >>> 0, z >>> 0]);
+    },
+    program_run(prog, src, offset, len, staging) {
+      if (errors.length) return -1;
+      const { list } = get(prog, 'program');
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      let last = null;
+      for (const [pipeline, group, x, y, z] of list) {
+        if (pipeline !== last) pass.setPipeline(pipeline);
+        last = pipeline;
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(x, y, z);
+      }
+      pass.end();
+      stats.dispatches += list.length;
+      stats.runs++;
+      let st = null;
+      if (len > 0) {
+        st = get(staging, 'buffer');
+        if (st.mapped) {
+          errors.push('read-back started while the previous one was not read');
+          return -1;
+        }
+        enc.copyBufferToBuffer(get(src, 'buffer').buffer, offset, st.buffer, 0, len);
+      }
+      device.queue.submit([enc.finish()]);
+      if (st) {
+        st.mapped = st.buffer.mapAsync(GPUMapMode.READ, 0, len).then(() => true, (e) => {
+          errors.push(`read-back: ${e.message}`);
+          return false;
+        });
+        st.mapLen = len;
+        pending.push(st.mapped);
+      }
+      return 0;
+    },
+    read_mapped(staging, ptr, len) {
+      const st = get(staging, 'buffer');
+      len >>>= 0;
+      if (!st.mapped) {
+        errors.push('read_mapped without a read-back');
+        return -1;
+      }
+      st.mapped = null;
+      if (errors.length) {
+        try { st.buffer.unmap(); } catch { /* not mapped after an error */ }
+        return -1;
+      }
+      if (len) new Uint8Array(mem(), ptr >>> 0, len).set(new Uint8Array(st.buffer.getMappedRange(0, len)));
+      st.buffer.unmap();
+      return 0;
+    },
+    release(h) {
+      const o = objs[h];
+      if (!o) return;
+      if (o.kind === 'buffer') {
+        o.buffer.destroy();
+        stats.buffers--;
+        stats.bufferBytes -= o.size;
+      }
+      objs[h] = null;
+      freeHandles.push(h);
+    },
+    error_text(ptr, cap) {
+      if (!errors.length) return 0;
+      const bytes = new TextEncoder().encode(errors[0]);
+      cap >>>= 0;
+      if (cap > 0) {
+        const n = Math.min(bytes.length, cap - 1);
+        const out = new Uint8Array(mem(), ptr >>> 0, cap);
+        out.set(bytes.subarray(0, n));
+        out[n] = 0;
+      }
+      return bytes.length;
+    },
+  };
+
+  return {
+    imports,
+    stats,
+    errors,
+    device,
+    attach(wasmMemory) { memory = wasmMemory; },
+    // Waits for every pending read-back and error report.
+    async settle() {
+      while (pending.length) {
+        const p = pending;
+        pending = [];
+        await Promise.all(p);
+      }
+    },
+    // Throws the first device error, if any (after settle()).
+    check(prefix = 'WebGPU') {
+      if (errors.length) throw new EngineError(`${prefix}: ${errors[0]}`);
+    },
+  };
+}
+
+// ---- the backend factory (see src/wasm/README.md, "The JS backend contract") ----
+
+// Every tensor the engine uses, from its file to its GPU buffers, in pieces
+// of at most `chunk` bytes (a multiple of 4) through one wasm buffer.
+async function streamWeights(mod, model, e, sources, chunk) {
+  const ex = mod.exports;
+  chunk = Math.max(4, chunk - (chunk % 4));
+  const n = mod.status(ex.model_n_tensors(model));
+  let cap = 0;
+  let staging = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const name = mod.handle(ex.model_tensor_name(model, i)); // a C string in wasm memory
+      if (mod.status(ex.gpu_upload_tensor(e, name, 0, 0, 0)) === 1) continue; // not used on the GPU
+      const bytes = ex.model_tensor_bytes(model, i);
+      const offset = ex.model_tensor_offset(model, i);
+      const src = sources[ex.model_tensor_file(model, i)];
+      // vectors and rope factors must come whole; they are small
+      const piece = bytes <= (1 << 20) ? bytes : chunk;
+      if (piece > cap) {
+        if (staging) mod.free(staging);
+        staging = 0;
+        staging = mod.alloc(piece);
+        cap = piece;
+      }
+      for (let done = 0; done < bytes; done += piece) {
+        const len = Math.min(piece, bytes - done);
+        await src.readInto(offset + done, new Uint8Array(mod.memory.buffer, staging, len));
+        mod.status(ex.gpu_upload_tensor(e, name, done, staging, len));
+      }
+    }
+  } finally {
+    if (staging) mod.free(staging);
+  }
+}
+
+// options: gpu/dawnPath/dawnFlags (which WebGPU), budget (bytes the plan may
+// use, 0: no limit), nOut (logits rows per read-back when all logits are
+// wanted, default 64), maxBinding (lower the binding limit: tests),
+// disableFeatures (e.g. ['shader-f16']).
+// In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT and
+// $STREAMLLM_GPU_MAX_BINDING set budget, nOut and maxBinding when the
+// options do not.
+export async function webgpuBackend(options = {}) {
+  const env = globalThis.process?.env ?? {};
+  const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
+  options = {
+    budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
+    ...options,
+  };
+  // gpu and adapter stay referenced: Dawn tears the device down when they are collected
+  const { gpu, adapter, device, info } = await requestDevice(options);
+  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures });
+  bridge.keepAlive = [gpu, adapter];
+  let modRef = null;
+  let pendingSources = null;
+  return {
+    name: 'webgpu',
+    imports: { webgpu: bridge.imports },
+    bridge,
+    device,
+    attach(mod) {
+      modRef = mod;
+      bridge.attach(mod.memory);
+    },
+    adapterInfo: () => info,
+    // The model is built from the headers alone; its weights are streamed
+    // from the sources straight to the GPU buffers the plan gives them
+    // (newContext, once the context size is known), through a bounded
+    // staging area in wasm memory. The sources stay open until newContext
+    // returned (engine.mjs closes them after it).
+    async load({ mod, model, sources, name = null }) {
+      const nm = name ? mod.allocString(name) : null;
+      try {
+        mod.status(mod.exports.model_load(model, nm ? nm.ptr : 0));
+      } finally {
+        if (nm) mod.free(nm.ptr);
+      }
+      pendingSources = sources;
+    },
+    async newContext({ mod = modRef, model, nCtx = 0, nBatch = 0 }) {
+      const ex = mod.exports;
+      const sources = pendingSources;
+      pendingSources = null;
+      if (!sources) throw new EngineError('webgpu: newContext without load');
+      const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0, options.maxBinding ?? 0));
+      try {
+        await streamWeights(mod, model, e, sources, options.uploadChunk ?? (16 << 20));
+        mod.status(ex.gpu_check_uploaded(e));
+        await bridge.settle();
+        bridge.check('WebGPU setup');
+      } catch (err) {
+        ex.gpu_free(e);
+        throw err;
+      }
+      const plan = JSON.parse(mod.string(ex.gpu_plan_json(e)));
+      const nVocab = ex.model_n_vocab(model);
+      const nOut = ex.gpu_n_out(e);
+      const step = async (idsPtr, n, logitsPtr, all) => {
+        mod.status(ex.gpu_eval_begin(e, idsPtr, n, all ? 1 : 0));
+        await bridge.settle();
+        mod.status(ex.gpu_eval_end(e, logitsPtr));
+      };
+      return {
+        name: 'webgpu',
+        plan,
+        planSummary: mod.string(ex.gpu_plan_summary(e)),
+        bridge,
+        nCtx: () => ex.gpu_n_ctx(e),
+        nPast: () => ex.gpu_n_past(e),
+        truncate: (n) => ex.gpu_truncate(e, n),
+        free: () => ex.gpu_free(e),
+        async eval(idsPtr, n, logitsPtr, allLogits) {
+          if (!allLogits || n <= nOut) return step(idsPtr, n, logitsPtr, allLogits);
+          // all logits of a long sequence: nOut rows per read-back
+          for (let done = 0; done < n; done += nOut) {
+            const k = Math.min(nOut, n - done);
+            await step((idsPtr >>> 0) + 4 * done, k, (logitsPtr >>> 0) + 4 * done * nVocab, true);
+          }
+        },
+      };
+    },
+  };
+}
