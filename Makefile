@@ -91,13 +91,25 @@ WASM_CFLAGS  := --target=wasm32-wasi -std=c11 -O2 -msimd128 -Wall -Wextra -Werro
 WASM_LDFLAGS := --target=wasm32-wasi -mexec-model=reactor -Wl,--max-memory=4294967296 \
                 -Wl,-z,stack-size=1048576 -Wl,--strip-all
 .PHONY: wasm
-wasm: $(WASM_BUILD)/engine.wasm
+wasm: $(WASM_BUILD)/engine.wasm $(WASM_BUILD)/engine-mt.wasm
 $(WASM_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(WASM_CC) $(WASM_CFLAGS) -MMD -MP -c $< -o $@
 $(WASM_BUILD)/engine.wasm: $(WASM_OBJ)
 	$(WASM_CC) $(WASM_LDFLAGS) $(WASM_OBJ) -o $@
+	cp $@ web/engine/engine.wasm  # where the page (web/stream-llm.js) loads it from
 -include $(WASM_OBJ:.o=.d)
+# The threaded variant (web/engine/threads.mjs runs it on Workers): atomics,
+# one shared memory that JS creates and every Worker imports. wasi-libc is
+# not built with atomics: --no-check-features lets it link (only the calling
+# thread allocates; see src/wasm/threadpool_wasm.c).
+WASM_MT_OBJ := $(WASM_SRC:%.c=$(WASM_BUILD)/obj-mt/%.o)
+$(WASM_BUILD)/obj-mt/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_CFLAGS) -matomics -mbulk-memory -MMD -MP -c $< -o $@
+$(WASM_BUILD)/engine-mt.wasm: $(WASM_MT_OBJ)
+	$(WASM_CC) $(WASM_LDFLAGS) -Wl,--shared-memory -Wl,--import-memory -Wl,--no-check-features $(WASM_MT_OBJ) -o $@
+-include $(WASM_MT_OBJ:.o=.d)
 
 # Everything CI runs, with one grand total (scripts/check.sh).
 check:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/check.sh - every test stage, with one grand total at the end:
 #   1. unit + conformance tests (gcc -O2), and the wasm engine's node tests
-#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
-#   3. each libFuzzer target for FUZZ_SECONDS (default 60)
+#   2. the WebGPU tests again on the lavapipe lane (the first run, inside 1., uses SwiftShader)
+#   3. the same under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
+#   4. each libFuzzer target for FUZZ_SECONDS (default 60)
 set -u
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -24,6 +25,7 @@ stage() {   # stage NAME COMMAND...: runs it, adds its last "N passed, N failed"
     pass=$((pass + p)); fail=$((fail + f))
 }
 stage "build + tests" bash -c "make -j$JOBS tests wasm && BUILD=build bash tests/run.sh"
+stage "WebGPU on lavapipe 25 (shader-f16, subgroups, 128 MiB binding)" bash scripts/gpu-lane.sh lavapipe
 stage "ASan+UBSan" make -j"$JOBS" asan
 stage "fuzz (${FUZZ_SECONDS:-60}s per target)" make -j"$JOBS" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 echo "=== total"

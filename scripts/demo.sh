@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-make -j"$(nproc)" all
+make -j"$(nproc)" all wasm
 MODEL="${STREAMLLM_TESTDATA:-../shared/testdata}/models/stories260K.gguf"
 if [ ! -f "$MODEL" ]; then
     MODEL=build/demo-smollm2-135m-q8_0.gguf

@@ -4,8 +4,10 @@
 // src/cli/cli_run.c) on the wasm engine, with the backend chosen by
 // --backend cpu|webgpu, plus --adapter-info (the WebGPU adapter's facts).
 
-import { writeFile, readFile } from 'node:fs/promises';
+import { writeFile, readFile, stat } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import { Engine, EngineError, webgpuBackend } from './engine/engine.mjs';
+import { StreamWeightManager, openStore, WeightError } from './engine/weights.mjs';
 
 // The backend when --backend is not given: becomes webgpu once that
 // backend passes the conformance tests.
@@ -24,8 +26,12 @@ commands:
 common options:
   --backend cpu|webgpu   where the model runs (default ${DEFAULT_BACKEND})
   --wasm FILE            engine.wasm to load (default build/wasm/engine.wasm)
+  --cache DIR            keep downloaded shards in DIR (resumable, reused, offline)
 
-MODEL is a .gguf file or the first file of a llama.cpp split (*-00001-of-0000N.gguf).
+MODEL is a .gguf file, the first file of a llama.cpp split (*-00001-of-0000N.gguf),
+a shard directory made by "streamllm split" or its manifest.json, or an http(s)
+URL of a manifest (e.g. http://HOST/api/models/ID) or of a .gguf file; shards and
+URLs load through the StreamWeightManager (SHA-256 checked, web/engine/weights.mjs).
 `;
 
 class UsageError extends Error {}
@@ -56,6 +62,7 @@ const OPTS = [
   { key: 'special', names: ['--special'], flag: true },
   { key: 'backend', names: ['--backend'] },
   { key: 'wasm', names: ['--wasm'] },
+  { key: 'cache', names: ['--cache'] },
   { key: 'adapterInfo', names: ['--adapter-info'], flag: true },
   { key: 'verbose', names: ['-v', '--verbose'], flag: true },
 ];
@@ -108,12 +115,35 @@ async function openEngine(o, nNeeded = 0) {
   // the context as the native CLI sizes it: --ctx, else min(n_ctx_train,
   // 4096), grown to a sequence known up front
   try {
-    await engine.load(o.model, { nCtx: o.nCtx ?? 0, minCtx: nNeeded, nBatch: o.nBatch ?? 0 });
+    const opts = { nCtx: o.nCtx ?? 0, minCtx: nNeeded, nBatch: o.nBatch ?? 0 };
+    const url = await streamedModelUrl(o.model);
+    if (url === null) {
+      await engine.load(o.model, opts);
+    } else {
+      const store = o.cache ? await openStore({ dir: o.cache }) : null;
+      await engine.loadStream(new StreamWeightManager({ url, store }), opts);
+    }
   } catch (e) {
     engine.free();
     throw e;
   }
   return engine;
+}
+
+// The URL the StreamWeightManager loads MODEL from, or null for a file
+// the engine reads directly: an http(s)/file URL as is, a shard directory
+// as its manifest.json, a manifest.json path as a file: URL.
+async function streamedModelUrl(model) {
+  if (/^(https?|file):/i.test(model)) return model;
+  let st = null;
+  try {
+    st = await stat(model);
+  } catch {
+    return null; // the file path's error comes from the engine
+  }
+  if (st.isDirectory()) return pathToFileURL(`${model.replace(/\/+$/, '')}/manifest.json`).href;
+  if (/(^|\/)manifest\.json$/.test(model)) return pathToFileURL(model).href;
+  return null;
 }
 
 async function cmdRun(o) {
@@ -214,7 +244,7 @@ async function main(argv) {
     else if (!o.adapterInfo) throw new UsageError('no command given (run, logits or --adapter-info)');
     return 0;
   } catch (e) {
-    const msg = String(e instanceof EngineError || e instanceof UsageError ? e.message : e.stack ?? e).replace(/\n/g, ' ');
+    const msg = String(e instanceof EngineError || e instanceof UsageError || e instanceof WeightError ? e.message : e.stack ?? e).replace(/\n/g, ' ');
     process.stderr.write(`streamllm ${name}: ${msg}\n`);
     return e instanceof UsageError ? 2 : 1;
   }

@@ -3,9 +3,12 @@
  * Reads top to bottom like llama2.c's run.c: embedding, then per layer
  * RMSNorm -> Q/K/V (+bias, +per-head norm) -> RoPE -> KV cache -> causal
  * attention -> output projection -> residual, RMSNorm -> SwiGLU FFN ->
- * residual; then the final norm and the output head. Matrix products quantize
- * the activations to the weight's vec_dot format (as llama.cpp does) and split
- * weight rows over the thread pool; attention splits (token, head) pairs. */
+ * residual; then the final norm and the output head. Matrix products
+ * (matmul.h) quantize the activations to the weight's format (as llama.cpp
+ * does) and split weight rows over the thread pool; the element-wise steps
+ * that follow a product run in its epilogue, on the thread that computed the
+ * rows, so a layer takes five pool round trips. Attention splits (token,
+ * head) pairs. */
 #include "cpu/forward.h"
 
 #include <math.h>
@@ -13,138 +16,119 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/matmul.h"
+
+/* A layer's matrices, ready for products (packed for the CPU's kernels). */
+typedef struct cpu_layer {
+    sl_mm_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+} cpu_layer;
+
 struct sl_cpu_ctx {
     const sl_model *m;
     sl_pool *pool;
+    sl_mm *mm;
+    cpu_layer *layers;
+    sl_mm_weight output;
     int32_t n_ctx, n_batch, n_past;
     int32_t q_dim, kv_dim;
     float *k_cache;   /* [n_layer][n_ctx][kv_dim] */
     float *v_cache;   /* [n_layer][n_ctx][kv_dim] */
     /* activations for one batch of up to n_batch tokens */
     float *x;         /* [n_batch][n_embd] residual stream */
-    float *xb;        /* [n_batch][n_embd] normed input of a block */
+    float *xb;        /* [n_batch][n_embd] normed input of a block; product outputs */
     float *q;         /* [n_batch][q_dim] */
     float *k, *v;     /* [n_batch][kv_dim] */
     float *att;       /* [n_batch][q_dim] attention output */
     float *hb, *hb2;  /* [n_batch][n_ff] FFN gate / up */
+    float *rope_cs;   /* [n_batch][n_rot/2][2] cos, sin of each token's angles */
     float *scores;    /* [n_threads][n_ctx] attention scores */
-    void *act;        /* activations quantized for the dot products */
-    size_t act_cap;
 };
 
-/* ---- matrix product ---------------------------------------------------- */
+/* ---- element-wise steps, run in the epilogues of products ---------------- */
 
-/* Rows of W are handed out in chunks. Decoding (a few tokens) is bound by
- * memory: about CHUNKS_PER_THREAD chunks per thread, so each thread streams
- * long contiguous runs of weights (the hardware prefetcher needs them) yet a
- * thread that falls behind can be helped. Prefill is bound by arithmetic:
- * chunks of MIN_CHUNK_ROWS rows, which balance best. */
-#define CHUNKS_PER_THREAD 8
-#define MIN_CHUNK_ROWS 16
-#define DECODE_MAX_TOKENS 4
-/* Tokens processed against one chunk of rows while it is hot in cache. */
-#define TOKENS_PER_TILE 64
-
-typedef struct matmul_task {
-    const sl_weight *w;
-    const float *x;        /* [n][cols] */
-    int32_t n;
-    float *y;              /* [n][rows] */
-    const void *act;       /* x in the weight's vec_dot format */
-    size_t act_row_bytes;
-    sl_type act_type;
-    int64_t chunk_rows;
-    atomic_int next;       /* next chunk to claim */
-} matmul_task;
-
-static void quantize_task(void *arg, int ith, int nth) {
-    matmul_task *t = arg;
-    for (int32_t i = ith; i < t->n; i += nth)
-        sl_quantize_row(t->act_type, t->x + (size_t)i * t->w->cols,
-                        (char *)t->act + (size_t)i * t->act_row_bytes, t->w->cols);
-}
-
-static void matmul_task_run(void *arg, int ith, int nth) {
-    (void)ith;
-    (void)nth;
-    matmul_task *t = arg;
-    const sl_weight *w = t->w;
-    const int64_t n_chunks = (w->rows + t->chunk_rows - 1) / t->chunk_rows;
-    for (;;) {
-        int64_t chunk = atomic_fetch_add(&t->next, 1);
-        if (chunk >= n_chunks) break;
-        int64_t r0 = chunk * t->chunk_rows;
-        int64_t r1 = r0 + t->chunk_rows < w->rows ? r0 + t->chunk_rows : w->rows;
-        for (int32_t i0 = 0; i0 < t->n; i0 += TOKENS_PER_TILE) {
-            int32_t i1 = i0 + TOKENS_PER_TILE < t->n ? i0 + TOKENS_PER_TILE : t->n;
-            /* one weight row against the tile's tokens: the row is decoded once */
-            for (int64_t r = r0; r < r1; r++)
-                sl_vec_dot_multi(w->type, w->cols, (const char *)w->data + (size_t)r * w->row_bytes,
-                                 (const char *)t->act + (size_t)i0 * t->act_row_bytes, t->act_row_bytes,
-                                 i1 - i0, &t->y[(size_t)i0 * w->rows + r], w->rows);
-        }
-    }
-}
-
-/* y[n][w->rows] = x[n][w->cols] . W^T */
-static int matmul(sl_cpu_ctx *c, const sl_weight *w, const float *x, int32_t n, float *y) {
-    matmul_task t = {.w = w, .x = x, .n = n, .y = y};
-    t.act_type = sl_type_get(w->type)->vec_dot_type;
-    if (t.act_type == SL_TYPE_F32) {
-        t.act = x;
-        t.act_row_bytes = (size_t)w->cols * sizeof(float);
-    } else {
-        t.act_row_bytes = sl_row_size(t.act_type, w->cols);
-        size_t need = t.act_row_bytes * (size_t)n;
-        if (need > c->act_cap) {
-            void *p = realloc(c->act, need);
-            if (!p) return -1;
-            c->act = p;
-            c->act_cap = need;
-        }
-        t.act = c->act;
-        sl_pool_run(c->pool, quantize_task, &t);
-    }
-    int64_t per = w->rows / ((int64_t)sl_pool_size(c->pool) * CHUNKS_PER_THREAD);
-    t.chunk_rows = n <= DECODE_MAX_TOKENS && per > MIN_CHUNK_ROWS ? per / MIN_CHUNK_ROWS * MIN_CHUNK_ROWS
-                                                                  : MIN_CHUNK_ROWS;
-    atomic_init(&t.next, 0);
-    sl_pool_run(c->pool, matmul_task_run, &t);
-    return 0;
-}
-
-/* ---- small element-wise kernels --------------------------------------- */
-
-/* out = x / rms(x) * weight, the sum kept in double as ggml does. */
-static void rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
-    float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
-}
-
-/* Rotates each head of vec[n_heads][head_dim] by position pos. */
-static void rope(float *vec, int n_heads, int head_dim, int n_rot, sl_rope_kind kind, const float *inv_freq,
-                 int32_t pos) {
-    for (int h = 0; h < n_heads; h++) {
+/* Rotates the heads [h0, h1) of vec by the token's angles (cs: cos, sin pairs). */
+static void rope(float *vec, int h0, int h1, int head_dim, int n_rot, sl_rope_kind kind, const float *cs) {
+    for (int h = h0; h < h1; h++) {
         float *v = vec + (size_t)h * head_dim;
         for (int i = 0; i < n_rot / 2; i++) {
-            float theta = (float)pos * inv_freq[i];
-            float cs = cosf(theta), sn = sinf(theta);
             int a = kind == SL_ROPE_NORM ? 2 * i : i;
             int b = kind == SL_ROPE_NORM ? 2 * i + 1 : i + n_rot / 2;
             float x0 = v[a], x1 = v[b];
-            v[a] = x0 * cs - x1 * sn;
-            v[b] = x0 * sn + x1 * cs;
+            v[a] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+            v[b] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
         }
     }
 }
 
-static void add_bias(float *y, const sl_weight *b, int32_t n, int64_t dim) {
-    if (!b->data) return;
-    const float *bias = b->data;
-    for (int32_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < dim; j++) y[(size_t)i * dim + j] += bias[j];
+/* The angles of each token of the batch: theta = pos * inv_freq[i]. */
+static void rope_angles(sl_cpu_ctx *c, int32_t n, int32_t pos0) {
+    const int half = c->m->hp.n_rot / 2;
+    for (int32_t t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            float theta = (float)(pos0 + t) * c->m->rope_inv_freq[i];
+            c->rope_cs[((size_t)t * half + i) * 2] = cosf(theta);
+            c->rope_cs[((size_t)t * half + i) * 2 + 1] = sinf(theta);
+        }
+}
+
+/* Q/K/V rows [r0, r1) (whole heads) of every token: bias, per-head norm, RoPE;
+ * K and V then go to the cache. */
+typedef struct qkv_epilogue_ctx {
+    sl_cpu_ctx *c;
+    const sl_layer *L;
+    int layer;
+    int32_t pos0;
+} qkv_epilogue_ctx;
+
+static void qkv_epilogue(void *arg, int job, int32_t n, int64_t r0, int64_t r1) {
+    qkv_epilogue_ctx *e = arg;
+    sl_cpu_ctx *c = e->c;
+    const sl_hparams *hp = &c->m->hp;
+    const int hd = hp->head_dim, half = hp->n_rot / 2;
+    const sl_weight *bias = job == 0 ? &e->L->bq : job == 1 ? &e->L->bk : &e->L->bv;
+    const sl_weight *norm = job == 0 ? &e->L->q_norm : job == 1 ? &e->L->k_norm : NULL;
+    const int64_t dim = job == 0 ? c->q_dim : c->kv_dim;
+    float *out = job == 0 ? c->q : job == 1 ? c->k : c->v;
+    for (int32_t t = 0; t < n; t++) {
+        float *y = out + (size_t)t * dim;
+        if (bias->data)
+            for (int64_t r = r0; r < r1; r++) y[r] += ((const float *)bias->data)[r];
+        if (job < 2) {
+            if (norm->data)
+                for (int64_t h = r0 / hd; h < r1 / hd; h++) sl_rmsnorm(y + h * hd, y + h * hd, norm->data, hd, hp->rms_eps);
+            rope(y, (int)(r0 / hd), (int)(r1 / hd), hd, hp->n_rot, hp->rope_kind, c->rope_cs + (size_t)t * half * 2);
+        }
+        if (job > 0) {
+            float *cache = job == 1 ? c->k_cache : c->v_cache;
+            float *row = cache + ((size_t)e->layer * c->n_ctx + (size_t)(e->pos0 + t)) * c->kv_dim;
+            memcpy(row + r0, y + r0, (size_t)(r1 - r0) * sizeof(float));
+        }
+    }
+}
+
+/* x += y over rows [r0, r1) of every token (the residual connection). */
+typedef struct residual_ctx {
+    float *x;
+    const float *y;
+    int64_t dim;
+} residual_ctx;
+
+static void residual_epilogue(void *arg, int job, int32_t n, int64_t r0, int64_t r1) {
+    (void)job;
+    residual_ctx *e = arg;
+    for (int32_t t = 0; t < n; t++)
+        for (int64_t r = r0; r < r1; r++) e->x[(size_t)t * e->dim + r] += e->y[(size_t)t * e->dim + r];
+}
+
+/* hb = silu(hb) * hb2 over rows [r0, r1) of every token (SwiGLU). */
+static void swiglu_epilogue(void *arg, int job, int32_t n, int64_t r0, int64_t r1) {
+    (void)job;
+    sl_cpu_ctx *c = arg;
+    const int64_t F = c->m->hp.n_ff;
+    for (int32_t t = 0; t < n; t++) {
+        float *g = c->hb + (size_t)t * F, *u = c->hb2 + (size_t)t * F;
+        for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+    }
 }
 
 /* ---- attention --------------------------------------------------------- */
@@ -201,68 +185,49 @@ static void attention_task_run(void *arg, int ith, int nth) {
 
 /* ---- the forward pass -------------------------------------------------- */
 
-/* Evaluates tokens[0..n) (n <= n_batch) at positions n_past.. and leaves the
- * final hidden states, normed, in c->xb. */
+/* Evaluates tokens[0..n) (n <= n_batch) at positions n_past.., leaving the
+ * residual stream in c->x. */
 static int forward_batch(sl_cpu_ctx *c, const int32_t *tokens, int32_t n, sl_error *err) {
     const sl_model *m = c->m;
     const sl_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd, F = hp->n_ff;
-    const int hd = hp->head_dim;
+    const int64_t E = hp->n_embd;
     const int32_t pos0 = c->n_past;
 
     for (int32_t i = 0; i < n; i++) {
         const char *row = (const char *)m->tok_embd.data + (size_t)tokens[i] * m->tok_embd.row_bytes;
         sl_dequantize_row(m->tok_embd.type, row, c->x + (size_t)i * E, E);
     }
+    rope_angles(c, n, pos0);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const sl_layer *L = &m->layers[l];
+        const cpu_layer *W = &c->layers[l];
 
-        /* attention block */
-        for (int32_t i = 0; i < n; i++)
-            rmsnorm(c->xb + (size_t)i * E, c->x + (size_t)i * E, L->attn_norm.data, E, hp->rms_eps);
-        if (matmul(c, &L->wq, c->xb, n, c->q) || matmul(c, &L->wk, c->xb, n, c->k) ||
-            matmul(c, &L->wv, c->xb, n, c->v))
-            return sl_err(err, "out of memory");
-        add_bias(c->q, &L->bq, n, c->q_dim);
-        add_bias(c->k, &L->bk, n, c->kv_dim);
-        add_bias(c->v, &L->bv, n, c->kv_dim);
-        for (int32_t i = 0; i < n; i++) {
-            float *q = c->q + (size_t)i * c->q_dim, *k = c->k + (size_t)i * c->kv_dim;
-            if (L->q_norm.data) {
-                for (int h = 0; h < hp->n_head; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm.data, hd, hp->rms_eps);
-                for (int h = 0; h < hp->n_head_kv; h++)
-                    rmsnorm(k + h * hd, k + h * hd, L->k_norm.data, hd, hp->rms_eps);
-            }
-            rope(q, hp->n_head, hd, hp->n_rot, hp->rope_kind, m->rope_inv_freq, pos0 + i);
-            rope(k, hp->n_head_kv, hd, hp->n_rot, hp->rope_kind, m->rope_inv_freq, pos0 + i);
-        }
-        size_t layer_off = (size_t)l * c->n_ctx * c->kv_dim;
-        memcpy(c->k_cache + layer_off + (size_t)pos0 * c->kv_dim, c->k, (size_t)n * c->kv_dim * sizeof(float));
-        memcpy(c->v_cache + layer_off + (size_t)pos0 * c->kv_dim, c->v, (size_t)n * c->kv_dim * sizeof(float));
+        /* attention block: Q, K, V of the normed input (then RoPE, cache) */
+        qkv_epilogue_ctx qe = {.c = c, .L = L, .layer = l, .pos0 = pos0};
+        sl_mm_call qkv = {.x = c->x, .n = n, .norm = L->attn_norm.data, .norm_eps = hp->rms_eps, .norm_out = c->xb,
+                          .job = {{&W->wq, c->q}, {&W->wk, c->k}, {&W->wv, c->v}}, .n_jobs = 3,
+                          .row_align = hp->head_dim, .epilogue = qkv_epilogue, .epilogue_ctx = &qe};
+        if (sl_mm_run(c->mm, c->pool, &qkv, err)) return -1;
 
         attn_task at = {.c = c, .layer = l, .n = n, .pos0 = pos0};
         atomic_init(&at.next, 0);
         sl_pool_run(c->pool, attention_task_run, &at);
 
-        if (matmul(c, &L->wo, c->att, n, c->xb)) return sl_err(err, "out of memory");
-        for (size_t j = 0; j < (size_t)n * E; j++) c->x[j] += c->xb[j];
+        residual_ctx res = {.x = c->x, .y = c->xb, .dim = E};
+        sl_mm_call out = {.x = c->att, .n = n, .job = {{&W->wo, c->xb}}, .n_jobs = 1,
+                          .epilogue = residual_epilogue, .epilogue_ctx = &res};
+        if (sl_mm_run(c->mm, c->pool, &out, err)) return -1;
 
         /* feed-forward block: w_down(silu(w_gate x) * w_up x) */
-        for (int32_t i = 0; i < n; i++)
-            rmsnorm(c->xb + (size_t)i * E, c->x + (size_t)i * E, L->ffn_norm.data, E, hp->rms_eps);
-        if (matmul(c, &L->w_gate, c->xb, n, c->hb) || matmul(c, &L->w_up, c->xb, n, c->hb2))
-            return sl_err(err, "out of memory");
-        for (size_t j = 0; j < (size_t)n * F; j++) {
-            float g = c->hb[j];
-            c->hb[j] = g / (1.0f + expf(-g)) * c->hb2[j];
-        }
-        if (matmul(c, &L->w_down, c->hb, n, c->xb)) return sl_err(err, "out of memory");
-        for (size_t j = 0; j < (size_t)n * E; j++) c->x[j] += c->xb[j];
+        sl_mm_call gate_up = {.x = c->x, .n = n, .norm = L->ffn_norm.data, .norm_eps = hp->rms_eps, .norm_out = c->xb,
+                              .job = {{&W->w_gate, c->hb}, {&W->w_up, c->hb2}}, .n_jobs = 2, .joint = true,
+                              .epilogue = swiglu_epilogue, .epilogue_ctx = c};
+        if (sl_mm_run(c->mm, c->pool, &gate_up, err)) return -1;
+        sl_mm_call down = {.x = c->hb, .n = n, .job = {{&W->w_down, c->xb}}, .n_jobs = 1,
+                           .epilogue = residual_epilogue, .epilogue_ctx = &res};
+        if (sl_mm_run(c->mm, c->pool, &down, err)) return -1;
     }
-
-    for (int32_t i = 0; i < n; i++)
-        rmsnorm(c->xb + (size_t)i * E, c->x + (size_t)i * E, m->output_norm.data, E, hp->rms_eps);
     c->n_past += n;
     return 0;
 }
@@ -271,6 +236,7 @@ int sl_cpu_eval(sl_cpu_ctx *c, const int32_t *tokens, int32_t n, float *logits, 
                 sl_error *err) {
     const sl_model *m = c->m;
     const int32_t V = m->hp.n_vocab;
+    const int64_t E = m->hp.n_embd;
     if (n <= 0) return sl_err(err, "nothing to evaluate");
     if ((int64_t)c->n_past + n > c->n_ctx)
         return sl_err(err, "context overflow: %d tokens in the cache + %d new exceed the context of %d "
@@ -282,14 +248,13 @@ int sl_cpu_eval(sl_cpu_ctx *c, const int32_t *tokens, int32_t n, float *logits, 
     for (int32_t done = 0; done < n;) {
         int32_t nb = n - done < c->n_batch ? n - done : c->n_batch;
         if (forward_batch(c, tokens + done, nb, err)) return -1;
-        if (logits) {
-            /* Output head: every row when all logits are wanted, else only the last token's. */
-            if (all_logits) {
-                if (matmul(c, &m->output, c->xb, nb, logits + (size_t)done * V)) return sl_err(err, "out of memory");
-            } else if (done + nb == n) {
-                if (matmul(c, &m->output, c->xb + (size_t)(nb - 1) * m->hp.n_embd, 1, logits))
-                    return sl_err(err, "out of memory");
-            }
+        /* Output head of the final norm: every row when all logits are wanted, else only the last token's. */
+        if (logits && (all_logits || done + nb == n)) {
+            int32_t first = all_logits ? 0 : nb - 1;
+            sl_mm_call head = {.x = c->x + (size_t)first * E, .n = nb - first, .norm = m->output_norm.data,
+                               .norm_eps = m->hp.rms_eps, .norm_out = c->xb,
+                               .job = {{&c->output, all_logits ? logits + (size_t)done * V : logits}}, .n_jobs = 1};
+            if (sl_mm_run(c->mm, c->pool, &head, err)) return -1;
         }
         done += nb;
     }
@@ -297,6 +262,24 @@ int sl_cpu_eval(sl_cpu_ctx *c, const int32_t *tokens, int32_t n, float *logits, 
 }
 
 /* ---- context ----------------------------------------------------------- */
+
+/* Wraps (and packs) every matrix of the model for products. */
+static int init_weights(sl_cpu_ctx *c, sl_error *err) {
+    const sl_model *m = c->m;
+    c->layers = calloc((size_t)m->hp.n_layer, sizeof *c->layers);
+    if (!c->layers) return sl_err(err, "out of memory");
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const sl_layer *L = &m->layers[l];
+        cpu_layer *W = &c->layers[l];
+        if (sl_mm_weight_init(&W->wq, &L->wq, true, c->pool, err) || sl_mm_weight_init(&W->wk, &L->wk, true, c->pool, err) ||
+            sl_mm_weight_init(&W->wv, &L->wv, true, c->pool, err) || sl_mm_weight_init(&W->wo, &L->wo, true, c->pool, err) ||
+            sl_mm_weight_init(&W->w_gate, &L->w_gate, true, c->pool, err) ||
+            sl_mm_weight_init(&W->w_up, &L->w_up, true, c->pool, err) ||
+            sl_mm_weight_init(&W->w_down, &L->w_down, true, c->pool, err))
+            return -1;
+    }
+    return sl_mm_weight_init(&c->output, &m->output, true, c->pool, err);
+}
 
 sl_cpu_ctx *sl_cpu_ctx_new(const sl_model *m, const sl_cpu_params *p, sl_error *err) {
     const sl_hparams *hp = &m->hp;
@@ -317,6 +300,12 @@ sl_cpu_ctx *sl_cpu_ctx_new(const sl_model *m, const sl_cpu_params *p, sl_error *
     c->kv_dim = hp->n_head_kv * hp->head_dim;
     c->pool = sl_pool_new(p->n_threads, err);
     if (!c->pool) goto fail;
+    c->mm = sl_mm_new();
+    if (!c->mm) {
+        sl_err(err, "out of memory");
+        goto fail;
+    }
+    if (init_weights(c, err)) goto fail;
 
     const size_t B = (size_t)c->n_batch, cache = (size_t)hp->n_layer * c->n_ctx * c->kv_dim;
     c->k_cache = calloc(cache, sizeof(float));
@@ -329,9 +318,10 @@ sl_cpu_ctx *sl_cpu_ctx_new(const sl_model *m, const sl_cpu_params *p, sl_error *
     c->att = malloc(B * c->q_dim * sizeof(float));
     c->hb = malloc(B * hp->n_ff * sizeof(float));
     c->hb2 = malloc(B * hp->n_ff * sizeof(float));
+    c->rope_cs = malloc(B * (size_t)(hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1) * 2 * sizeof(float));
     c->scores = malloc((size_t)sl_pool_size(c->pool) * c->n_ctx * sizeof(float));
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb ||
-        !c->hb2 || !c->scores) {
+        !c->hb2 || !c->rope_cs || !c->scores) {
         sl_err(err, "out of memory allocating a context of %d tokens (KV cache %.1f MiB)", c->n_ctx,
                2.0 * cache * sizeof(float) / (1 << 20));
         goto fail;
@@ -344,6 +334,17 @@ fail:
 
 void sl_cpu_ctx_free(sl_cpu_ctx *c) {
     if (!c) return;
+    if (c->layers) {
+        for (int l = 0; l < c->m->hp.n_layer; l++) {
+            cpu_layer *W = &c->layers[l];
+            sl_mm_weight_free(&W->wq), sl_mm_weight_free(&W->wk), sl_mm_weight_free(&W->wv);
+            sl_mm_weight_free(&W->wo), sl_mm_weight_free(&W->w_gate), sl_mm_weight_free(&W->w_up);
+            sl_mm_weight_free(&W->w_down);
+        }
+        free(c->layers);
+    }
+    sl_mm_weight_free(&c->output);
+    sl_mm_free(c->mm);
     sl_pool_free(c->pool);
     free(c->k_cache);
     free(c->v_cache);
@@ -355,8 +356,8 @@ void sl_cpu_ctx_free(sl_cpu_ctx *c) {
     free(c->att);
     free(c->hb);
     free(c->hb2);
+    free(c->rope_cs);
     free(c->scores);
-    free(c->act);
     free(c);
 }
 

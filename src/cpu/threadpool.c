@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Waiting, in three stages: poll with a pause instruction (the next task
@@ -33,6 +34,8 @@ struct sl_pool {
     atomic_int pending;       /* workers still running the current task */
     atomic_int sleeping;      /* workers blocked on cv */
     atomic_bool stop;
+    atomic_int barrier_count;     /* threads arrived at the current barrier */
+    atomic_uint barrier_phase;    /* bumped when all have arrived */
     sl_task_fn fn;
     void *ctx;
 };
@@ -140,3 +143,31 @@ void sl_pool_run(sl_pool *p, sl_task_fn fn, void *ctx) {
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++)
         wait_a_little(spins);
 }
+
+void sl_pool_barrier(sl_pool *p) {
+    if (p->n == 1) return;
+    unsigned phase = atomic_load_explicit(&p->barrier_phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&p->barrier_count, 1, memory_order_acq_rel) == p->n - 1) {
+        atomic_store_explicit(&p->barrier_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->barrier_phase, 1, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&p->barrier_phase, memory_order_acquire) == phase; spins++)
+        wait_a_little(spins);
+}
+
+/* Huge pages are 2 MiB on x86-64 and most arm64 kernels; madvise is only a hint. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *sl_alloc_large(size_t n) {
+    if (n < HUGE_PAGE) return aligned_alloc(64, (n + 63) / 64 * 64);
+    size_t rounded = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (rounded < n) return NULL;
+    void *p = aligned_alloc(HUGE_PAGE, rounded);
+#if defined(MADV_HUGEPAGE)
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void sl_free_large(void *p) { free(p); }

@@ -1,8 +1,9 @@
 /* quant_dispatch.c - the public row functions: argument checks, and the choice
  * (once, by CPU features) between the scalar kernels and the SIMD ones. Each
  * kernel family is a table (quant_impl.h); a missing entry falls back to the
- * scalar kernel. Other architectures add a level and a table here (e.g. under
- * #if defined(__wasm_simd128__) or defined(__ARM_NEON)). */
+ * scalar kernel. x86-64: AVX2 and AVX-512 (quant_x86.c); wasm: SIMD128
+ * (quant_wasm.c). Other architectures add a level and a table here (e.g.
+ * under #if defined(__ARM_NEON)). */
 #include <math.h>
 #include <stdatomic.h>
 
@@ -12,11 +13,21 @@
 #include <cpuid.h>
 #endif
 
-enum { LEVEL_UNKNOWN = -1, LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_AVX512 = 2 };
+/* Kernel families by level: higher is faster, each needs the CPU features of
+ * the ones below it. wasm has one SIMD level, fixed at compile time. */
+enum { LEVEL_UNKNOWN = -1, LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_AVX512 = 2, LEVEL_SIMD128 = 1 };
+#if defined(__x86_64__)
+static const char *const level_names[] = {"scalar", "avx2", "avx512"};
+#elif defined(__wasm_simd128__)
+static const char *const level_names[] = {"scalar", "simd128"};
+#else
+static const char *const level_names[] = {"scalar"};
+#endif
+#define TOP_LEVEL ((int)(sizeof level_names / sizeof level_names[0]) - 1)
 
 static atomic_int detected_level = LEVEL_UNKNOWN;
 static atomic_bool force_scalar = false;
-static atomic_int level_cap = LEVEL_AVX512; /* sl_quant_set_backend's choice */
+static atomic_int level_cap = TOP_LEVEL; /* sl_quant_set_backend's choice */
 
 static int detect_level(void) {
 #if defined(__x86_64__)
@@ -30,6 +41,8 @@ static int detect_level(void) {
         return LEVEL_AVX512;
     }
     if (avx2) return LEVEL_AVX2;
+#elif defined(__wasm_simd128__)
+    return LEVEL_SIMD128;
 #endif
     return LEVEL_SCALAR;
 }
@@ -54,30 +67,26 @@ static const sl_kernel_table *fast_table(void) {
 #if defined(__x86_64__)
     case LEVEL_AVX512: return &sl_kernels_avx512;
     case LEVEL_AVX2: return &sl_kernels_avx2;
+#elif defined(__wasm_simd128__)
+    case LEVEL_SIMD128: return &sl_kernels_simd128;
 #endif
     default: return NULL;
     }
 }
 
-const char *sl_quant_backend(void) {
-    switch (current_level()) {
-    case LEVEL_AVX512: return "avx512";
-    case LEVEL_AVX2: return "avx2";
-    default: return "scalar";
-    }
-}
+const char *sl_quant_backend(void) { return level_names[current_level()]; }
 
 void sl_quant_force_scalar(bool on) { atomic_store(&force_scalar, on); }
 
 int sl_quant_set_backend(const char *name) {
-    int want;
-    if (name == NULL || strcmp(name, "auto") == 0) want = LEVEL_AVX512;
-    else if (strcmp(name, "scalar") == 0) want = LEVEL_SCALAR;
-    else if (strcmp(name, "avx2") == 0) want = LEVEL_AVX2;
-    else if (strcmp(name, "avx512") == 0) want = LEVEL_AVX512;
-    else return -1;
-    bool exact = name != NULL && strcmp(name, "auto") != 0;
-    if (exact && cpu_level() < want) return -1;
+    int want = -1;
+    if (name == NULL || strcmp(name, "auto") == 0) {
+        want = TOP_LEVEL;
+    } else {
+        for (int l = 0; l <= TOP_LEVEL; l++)
+            if (strcmp(name, level_names[l]) == 0) want = l;
+        if (want < 0 || cpu_level() < want) return -1;
+    }
     atomic_store(&level_cap, want);
     return 0;
 }

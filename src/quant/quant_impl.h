@@ -143,5 +143,9 @@ extern const sl_kernel_table sl_kernels_ref;
 extern const sl_kernel_table sl_kernels_avx2;
 extern const sl_kernel_table sl_kernels_avx512;
 #endif
+#if defined(__wasm_simd128__)
+/* quant_wasm.c: wasm SIMD128. */
+extern const sl_kernel_table sl_kernels_simd128;
+#endif
 
 #endif

@@ -6,6 +6,7 @@
 // browsers/Workers; Node-only pieces (files) are imported on demand.
 
 import { loadEngineModule, EngineError, DEFAULT_WASM_URL } from './wasm.mjs';
+import { TensorRendezvous } from './rendezvous.mjs';
 
 export { EngineError, DEFAULT_WASM_URL };
 
@@ -166,13 +167,16 @@ const SAMPLER_KEYS = {
 export class Engine {
   // options: wasm (URL/path/bytes/Module of engine.wasm), backend ('cpu',
   // 'webgpu' or a factory object), gpu (options for the WebGPU factory).
-  static async create({ wasm = DEFAULT_WASM_URL, backend = 'cpu', gpu = {} } = {}) {
+  // threads: CPU threads for the 'cpu' backend (caller included; > 1 uses the
+  // threaded build on Workers where shared memory works: engine.threads says
+  // how many run).
+  static async create({ wasm = DEFAULT_WASM_URL, backend = 'cpu', gpu = {}, threads = 1 } = {}) {
     const factory = typeof backend === 'object' ? backend
       : backend === 'cpu' ? cpuBackend()
         : backend === 'webgpu' ? await webgpuBackend(gpu)
           : null;
     if (!factory) throw new EngineError(`unknown backend '${backend}' (cpu or webgpu)`);
-    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {} });
+    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {}, threads: factory.name === 'cpu' ? threads : 1 });
     factory.attach?.(mod);
     return new Engine(mod, factory);
   }
@@ -191,6 +195,8 @@ export class Engine {
   }
 
   get backendName() { return this.factory.name; }
+  // CPU threads the engine runs on (1 unless created with threads > 1).
+  get threads() { return this.mod.threads; }
 
   // Loads a model: a path (Node), bytes, a Blob or a source (see above).
   // options: nCtx (<= 0: min(n_ctx_train, 4096), at least minCtx), nBatch,
@@ -221,6 +227,128 @@ export class Engine {
       for (const s of sources) await s.close?.();
     }
     return this.info;
+  }
+
+  // Loads a model pushed by a StreamWeightManager (weights.mjs): `wm.load(sink)`
+  // gives every file's header, then every tensor's bytes in chunks. On the
+  // CPU backend they go straight to their place in wasm memory; a backend
+  // that places weights itself (WebGPU) pulls them from byte sources while
+  // they arrive (rendezvous.mjs). Options as for load(), plus signal.
+  async loadStream(wm, { nCtx = 0, minCtx = 0, nBatch = 0, name = null, signal } = {}) {
+    if (this.model) throw new EngineError('a model is loaded already');
+    const { mod, ex } = this;
+    const context = async () => {
+      this.info = JSON.parse(mod.string(mod.handle(ex.model_info(this.model))));
+      if (nCtx <= 0) nCtx = Math.max(minCtx, Math.min(this.info.n_ctx_train, 4096));
+      this.backend = await this.factory.newContext({ mod, model: this.model, nCtx, nBatch });
+    };
+    this.model = mod.handle(ex.model_new());
+    const direct = this.factory.name === 'cpu';
+    const base = this.weightSink();
+    let sink = base;
+    let rv = null;
+    let started = null; // the backend's load + newContext, pulling from rv
+    if (!direct) {
+      rv = new TensorRendezvous();
+      const sizes = [];
+      sink = {
+        ...base,
+        header: (k, bytes, size) => {
+          sizes[k] = size;
+          return base.header(k, bytes, size);
+        },
+        begin: () => {
+          const sources = sizes.map((size, k) => rv.source(k, size, `file ${k + 1}`));
+          started = (async () => {
+            await this.factory.load({ mod, model: this.model, sources, name });
+            await context();
+          })();
+          started.then(() => rv.close(), (e) => rv.fail(e));
+        },
+        tensor: (tname, offset, chunk, t) => rv.push(t.file, t.offset + offset, chunk),
+        reset: () => {
+          if (started) throw new EngineError('the weights changed after the backend took some: load the model again');
+          base.reset();
+        },
+      };
+    }
+    try {
+      try {
+        await wm.load(sink, { signal });
+      } catch (e) {
+        rv?.fail(e);
+        throw e;
+      }
+      if (direct) {
+        const nm = name ? mod.allocString(name) : null;
+        try {
+          mod.status(ex.model_load(this.model, nm ? nm.ptr : 0));
+        } finally {
+          if (nm) mod.free(nm.ptr);
+        }
+        await context();
+      } else {
+        if (!started) throw new EngineError('the weight manager gave no tensors');
+        rv.close();
+        await started;
+      }
+    } catch (e) {
+      await started?.catch(() => {}); // the backend lets go of the model first
+      this.free();
+      throw e;
+    }
+    return this.info;
+  }
+
+  // The sink of the StreamWeightManager contract (weights.mjs) for this
+  // engine's model handle: header(k, bytes, size) -> 0 | N, fileCount(),
+  // tensorTable(), begin(), tensor(name, offset, chunk), reset(). The model
+  // is built (model_load) by the caller once every tensor arrived.
+  weightSink() {
+    const { mod, ex } = this;
+    let index = null; // tensor name -> i, once every header is in
+    const table = () => {
+      if (index) return index;
+      index = new Map();
+      const n = mod.status(ex.model_n_tensors(this.model));
+      for (let i = 0; i < n; i++) index.set(mod.string(ex.model_tensor_name(this.model, i)), i);
+      return index;
+    };
+    return {
+      header: (k, bytes, size) => {
+        if (k !== ex.model_n_files_given(this.model)) throw new EngineError(`header of file ${k + 1} given out of order`);
+        const ptr = mod.allocBytes(bytes);
+        try {
+          const r = ex.model_header(this.model, ptr, bytes.length, size);
+          if (r < 0 || (r > 0 && r <= bytes.length)) throw mod.error(`file ${k + 1}`);
+          return r;
+        } finally {
+          mod.free(ptr);
+        }
+      },
+      fileCount: () => ex.model_n_files(this.model),
+      tensorTable: () => [...table().values()].map((i) => ({
+        name: mod.string(ex.model_tensor_name(this.model, i)), file: ex.model_tensor_file(this.model, i),
+        offset: ex.model_tensor_offset(this.model, i), bytes: ex.model_tensor_bytes(this.model, i),
+      })),
+      begin: () => {
+        table();
+        mod.status(ex.cpu_weights_alloc(this.model));
+      },
+      tensor: (tname, offset, chunk) => {
+        const i = table().get(tname);
+        if (i === undefined) throw new EngineError(`the weights name a tensor the model does not have: ${tname}`);
+        if (offset < 0 || offset + chunk.length > ex.model_tensor_bytes(this.model, i))
+          throw new EngineError(`tensor ${tname}: bytes [${offset}, ${offset + chunk.length}) are outside it`);
+        mod.u8().set(chunk, mod.handle(ex.cpu_tensor_dest(this.model, i)) + offset);
+      },
+      reset: () => {
+        ex.model_free(this.model);
+        this.model = 0;
+        index = null;
+        this.model = mod.handle(ex.model_new());
+      },
+    };
   }
 
   // Gives a file's header: the first bytes, more when the C side asks.
@@ -308,6 +436,34 @@ export class Engine {
       return out;
     } finally {
       for (const s of strs) if (s) mod.free(s.ptr);
+    }
+  }
+
+  // A whole conversation [{ role, content }, ...] as prompt text (the
+  // export chat_render, src/wasm/chat_render.c). addAssistant: end with the
+  // opening of the assistant's turn.
+  chatRender(messages, { template = null, addAssistant = true } = {}) {
+    const { mod, ex } = this;
+    const parts = [];
+    for (const m of messages) parts.push(mod.encoder.encode(String(m.role)), mod.encoder.encode(String(m.content)));
+    const len = parts.reduce((n, p) => n + p.length + 1, 0);
+    const buf = mod.alloc(len);
+    const tpl = template === null ? null : mod.allocString(template);
+    try {
+      const mem = mod.u8();
+      let at = buf;
+      for (const p of parts) {
+        mem.set(p, at);
+        mem[at + p.length] = 0;
+        at += p.length + 1;
+      }
+      const p = mod.handle(ex.chat_render(this.model, tpl ? tpl.ptr : 0, buf, len, messages.length, addAssistant ? 1 : 0));
+      const out = mod.string(p);
+      mod.free(p);
+      return out;
+    } finally {
+      mod.free(buf);
+      if (tpl) mod.free(tpl.ptr);
     }
   }
 

@@ -5,6 +5,8 @@
 // passed in) and a few WASI functions that wasi-libc's stdio references,
 // which are stubbed here. See src/wasm/README.md for the exports.
 
+import { threadsSupported, importsMemory, sharedMemory, startWorkers } from './threads.mjs';
+
 const WASI = 'wasi_snapshot_preview1';
 const WASI_ENOSYS = 52;
 const WASI_EBADF = 8;
@@ -26,7 +28,7 @@ function wasiImports(module, getMemory) {
       for (let i = 0; i < iovsLen; i++) {
         const base = dv.getUint32(iovs + 8 * i, true);
         const len = dv.getUint32(iovs + 8 * i + 4, true);
-        lines[fd] += decoder.decode(new Uint8Array(mem.buffer, base, len));
+        lines[fd] += decoder.decode(new Uint8Array(mem.buffer, base, len).slice());
         n += len;
       }
       let nl;
@@ -86,11 +88,12 @@ export const DEFAULT_WASM_URL = new URL('../../build/wasm/engine.wasm', import.m
 
 // An instantiated engine module with helpers. `exports` are the C exports.
 export class EngineModule {
-  constructor(instance, module) {
+  constructor(instance, module, memory = instance.exports.memory) {
     this.instance = instance;
     this.module = module;
     this.exports = instance.exports;
-    this.memory = instance.exports.memory;
+    this.memory = memory;
+    this.threads = 1; // threads of the CPU backend, the caller included (threads.mjs)
     this.encoder = new TextEncoder();
     this.decoder = new TextDecoder();
   }
@@ -147,23 +150,54 @@ export class EngineModule {
     const mem = this.u8();
     let end = ptr;
     while (mem[end] !== 0) end++;
-    return this.decoder.decode(mem.subarray(ptr, end));
+    return this.decoder.decode(mem.slice(ptr, end)); // a copy: shared memory cannot be decoded in place
   }
   // Raw bytes at ptr (copied).
   bytes(ptr, n) { return this.u8().slice(ptr >>> 0, (ptr >>> 0) + n); }
 }
 
+// The threaded build (make wasm), run on worker threads when threads > 1.
+export const DEFAULT_WASM_MT_URL = new URL('../../build/wasm/engine-mt.wasm', import.meta.url);
+
 // Loads and instantiates the engine. options.imports: more import modules,
 // e.g. { webgpu: bridge.imports }; their functions can reach the memory
-// through the returned EngineModule once this resolves.
-export async function loadEngineModule(source = DEFAULT_WASM_URL, { imports = {} } = {}) {
-  const module = await compile(source);
+// through the returned EngineModule once this resolves. options.threads:
+// CPU threads wanted (caller included); above 1, where shared memory works,
+// the default module becomes the threaded build and its workers start
+// (threads.mjs); mod.threads says how many run.
+export async function loadEngineModule(source = DEFAULT_WASM_URL, { imports = {}, threads = 1 } = {}) {
+  const mt = threads > 1 && source === DEFAULT_WASM_URL && threadsSupported();
+  let module = null;
+  if (mt) module = await compile(DEFAULT_WASM_MT_URL).catch(() => null); /* not built: one thread */
+  module ??= await compile(source);
   let memory = null;
   const importObject = missingImports(module, imports);
   for (const [name, funcs] of Object.entries(imports)) importObject[name] = { ...importObject[name], ...funcs };
   importObject[WASI] = wasiImports(module, () => memory);
-  const instance = await WebAssembly.instantiate(module, importObject);
-  memory = instance.exports.memory;
+  let instance;
+  if (importsMemory(module)) {
+    /* the threaded build: a shared memory, at least the module's minimum */
+    const imp = WebAssembly.Module.imports(module).find((i) => i.kind === 'memory');
+    for (let pages = 256; ; pages *= 4) {
+      memory = sharedMemory(pages);
+      importObject[imp.module] = { ...importObject[imp.module], [imp.name]: memory };
+      try {
+        instance = await WebAssembly.instantiate(module, importObject);
+        break;
+      } catch (e) {
+        if (!(e instanceof WebAssembly.LinkError) || pages >= 16384) throw e;
+      }
+    }
+  } else {
+    instance = await WebAssembly.instantiate(module, importObject);
+    memory = instance.exports.memory;
+  }
   instance.exports._initialize?.();
-  return new EngineModule(instance, module);
+  const mod = new EngineModule(instance, module, memory);
+  if (importsMemory(module) && threads > 1) {
+    const workers = await startWorkers(mod, module, threads - 1);
+    mod.threads = 1 + workers.count;
+    mod.stopThreads = workers.stop;
+  }
+  return mod;
 }

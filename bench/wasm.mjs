@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// bench/wasm.mjs - CPU speed of the wasm engine under Node, in the style of
+// `streamllm bench`: ppN evaluates N tokens as one batch, tgN N tokens one at
+// a time, both from an empty cache; each test runs once to warm up, then -r
+// times, and the table shows the median.
+//
+//   node bench/wasm.mjs -m MODEL [-p 64] [-n 32] [-r 5] [-t THREADS] [--wasm FILE]
+//
+// -t > 1 runs the engine on a pool of worker threads sharing its memory
+// (the threaded build, build/wasm/engine-mt.wasm) when that build exists.
+import { Engine } from '../web/engine/engine.mjs';
+
+const args = process.argv.slice(2);
+const opt = { m: null, p: 64, n: 32, r: 5, t: 1, wasm: undefined };
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  const v = args[++i];
+  if (a === '-m') opt.m = v;
+  else if (a === '-p') opt.p = Number(v);
+  else if (a === '-n') opt.n = Number(v);
+  else if (a === '-r') opt.r = Number(v);
+  else if (a === '-t') opt.t = Number(v);
+  else if (a === '--wasm') opt.wasm = v;
+  else {
+    console.error('usage: node bench/wasm.mjs -m MODEL [-p N] [-n N] [-r RUNS] [-t THREADS] [--wasm FILE]');
+    process.exit(2);
+  }
+}
+if (!opt.m) {
+  console.error('bench/wasm.mjs: no model (-m)');
+  process.exit(2);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const engine = await Engine.create({ wasm: opt.wasm, backend: 'cpu', threads: opt.t });
+const info = await engine.load(opt.m, { nCtx: Math.max(opt.p, opt.n, 1), nBatch: Math.max(opt.p, 1) });
+const V = info.n_vocab;
+const toks = [];
+let state = 12345;
+for (let i = 0; i < Math.max(opt.p, opt.n); i++) {
+  state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+  toks.push((state >>> 8) % V);
+}
+
+// One timed run: tokens/s (wall clock) and CPU milliseconds per token (all
+// threads of the process; with one thread, a figure that other load on the
+// machine hardly changes).
+async function once(tg, n) {
+  engine.truncate(0);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  if (tg) for (let i = 0; i < n; i++) await engine.step([toks[i]]);
+  else await engine.step(toks.slice(0, n));
+  const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { tps: n / wall, cpuMs: (c.user + c.system) / 1000 / n };
+}
+
+const threads = engine.threads ?? 1;
+console.log('| model | quant | backend | threads | test | t/s | CPU ms/token |');
+console.log('| --- | --- | --- | ---: | ---: | ---: | ---: |');
+for (const tg of [false, true]) {
+  const n = tg ? opt.n : opt.p;
+  if (n <= 0) continue;
+  await once(tg, n);
+  const runs = [];
+  for (let r = 0; r < opt.r; r++) runs.push(await once(tg, n));
+  console.log(`| ${info.name} | ${info.quant} | wasm cpu | ${threads} | ${tg ? 'tg' : 'pp'}${n} | ` +
+    `${median(runs.map((r) => r.tps)).toFixed(2)} | ${median(runs.map((r) => r.cpuMs)).toFixed(1)} |`);
+}
+engine.free();

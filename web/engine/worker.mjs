@@ -1,0 +1,488 @@
+// worker.mjs - the engine's side of the public API (web/stream-llm.js): owns
+// engine.wasm, the backend (WebGPU or CPU) and the StreamWeightManager, and
+// answers requests from the page: load a model, generate (chat or raw
+// completion), stop, unload, info. Runs as a dedicated module Worker (the
+// page only renders), in a Node worker_threads Worker, or in the calling
+// thread (createEngine({ worker: false })), always behind the same messages.
+//
+// Generated text goes to the page through the SharedArrayBuffer token ring
+// (ring.mjs) when the page sent one, else as 'text' messages. A conversation
+// keeps its KV cache: each request re-evaluates only the tokens after the
+// longest prefix shared with what the cache holds.
+//
+// Messages in:  { type: 'load', id, options } | { type: 'generate', id, request }
+//               | { type: 'abort', id } | { type: 'ring', buffer } | { type: 'info', id }
+//               | { type: 'reset', id } | { type: 'unload', id }
+// Messages out: { type: 'progress', id, progress } | { type: 'text', id, text, tokens }
+//               | { type: 'result', id, value } | { type: 'error', id, error: { name, message, code } }
+
+import { Engine, EngineError } from './engine.mjs';
+import { TokenRing } from './ring.mjs';
+import * as weights from './weights.mjs';
+
+// ---- errors: names the page turns into its typed exceptions ------------------
+
+// An error with the name of one of stream-llm.js's classes.
+class HostError extends Error {
+  constructor(name, message, code) {
+    super(message);
+    this.name = name;
+    if (code) this.code = code;
+  }
+}
+
+const ERROR_NAMES = new Set(['DeviceLostError', 'OutOfMemoryError', 'QuotaError', 'NetworkError', 'IntegrityError',
+  'UnsupportedError', 'InvalidRequestError', 'ContextLengthError', 'AbortError']);
+
+// Puts an error from any layer (C engine, WebGPU, weight manager) into one
+// of the typed classes, by its name or by what its message says.
+export function classifyError(e) {
+  const message = e?.message ?? String(e);
+  let name = e?.name;
+  if (name === 'HttpError' || name === 'ManifestError') name = 'NetworkError';
+  if (!ERROR_NAMES.has(name)) {
+    if (/device (was )?lost/i.test(message)) name = 'DeviceLostError';
+    else if (/out of memory|cannot allocate|memory access out of bounds|Array buffer allocation failed|exceeds? the (budget|memory)|too large for/i.test(message)) name = 'OutOfMemoryError';
+    else if (/quota/i.test(message)) name = 'QuotaError';
+    else if (/sha-?256|integrity|checksum/i.test(message)) name = 'IntegrityError';
+    else if (/unsupported|not supported|unknown (architecture|type|chat template)|no chat template|not one we know|not a GGUF|no WebGPU|not available/i.test(message)) name = 'UnsupportedError';
+    else if (/Failed to fetch|NetworkError|network|HTTP \d{3}|cannot fetch/i.test(message)) name = 'NetworkError';
+    else name = 'StreamLLMError';
+  }
+  return { name, message, code: e?.code };
+}
+
+// ---- small helpers ------------------------------------------------------------
+
+const now = () => performance.now();
+
+// Lets queued messages (e.g. an abort without the ring) run: a macrotask,
+// without setTimeout's 4 ms clamp (setImmediate in Node, a MessageChannel
+// ping in browsers).
+let yieldChannel = null;
+const yieldWaiters = [];
+function yieldTask() {
+  if (typeof setImmediate === 'function') return new Promise((r) => setImmediate(r));
+  if (!yieldChannel) {
+    yieldChannel = new MessageChannel();
+    yieldChannel.port1.onmessage = () => yieldWaiters.shift()?.();
+  }
+  return new Promise((r) => {
+    yieldWaiters.push(r);
+    yieldChannel.port2.postMessage(0);
+  });
+}
+
+function commonPrefix(a, b) {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+// Holds back text that could be the start of a stop sequence; finds the
+// first complete one. push(text) -> { emit, stopped }.
+function stopFilter(stops) {
+  let pending = '';
+  return {
+    push(text) {
+      pending += text;
+      if (!stops.length) {
+        const emit = pending;
+        pending = '';
+        return { emit, stopped: false };
+      }
+      let at = -1;
+      for (const s of stops) {
+        const i = pending.indexOf(s);
+        if (i >= 0 && (at < 0 || i < at)) at = i;
+      }
+      if (at >= 0) {
+        const emit = pending.slice(0, at);
+        pending = '';
+        return { emit, stopped: true };
+      }
+      let hold = 0;
+      for (const s of stops) {
+        for (let k = Math.min(s.length - 1, pending.length); k > hold; k--) {
+          if (pending.endsWith(s.slice(0, k))) {
+            hold = k;
+            break;
+          }
+        }
+      }
+      const emit = pending.slice(0, pending.length - hold);
+      pending = pending.slice(pending.length - hold);
+      return { emit, stopped: false };
+    },
+    // What is still held back (no stop sequence completed it).
+    rest() {
+      const r = pending;
+      pending = '';
+      return r;
+    },
+  };
+}
+
+// ---- the host ------------------------------------------------------------------
+
+export class EngineHost {
+  // post(message): sends to the page.
+  constructor(post) {
+    this.post = post;
+    this.engine = null;
+    this.cached = [];         // token ids the KV cache holds, in order
+    this.ring = null;
+    this.active = new Set();  // request ids queued or running
+    this.aborted = new Set(); // of those, the ones stopped by message (no ring)
+    this.queue = Promise.resolve();
+    this.loadInfo = null;
+    this.loadAbort = null;
+  }
+
+  // One message from the page. Requests run one after another; 'abort',
+  // 'ring' and 'info' act at once (info also while generating).
+  onMessage(msg) {
+    switch (msg?.type) {
+      case 'ring':
+        this.ring = msg.buffer ? new TokenRing(msg.buffer) : null;
+        return;
+      case 'info':
+        try {
+          this.post({ type: 'result', id: msg.id, value: this.info() });
+        } catch (e) {
+          this.post({ type: 'error', id: msg.id, error: classifyError(e) });
+        }
+        return;
+      case 'abort':
+        if (this.active.has(msg.id)) this.aborted.add(msg.id);
+        if (this.loadAbort?.id === msg.id) this.loadAbort.ctrl.abort();
+        return;
+      default:
+        break;
+    }
+    const run = async () => {
+      try {
+        const value = await this.#dispatch(msg);
+        this.post({ type: 'result', id: msg.id, value });
+      } catch (e) {
+        this.post({ type: 'error', id: msg.id, error: classifyError(e) });
+      } finally {
+        this.active.delete(msg.id);
+        this.aborted.delete(msg.id);
+      }
+    };
+    this.active.add(msg.id);
+    this.queue = this.queue.then(run, run);
+  }
+
+  #dispatch(msg) {
+    switch (msg.type) {
+      case 'load': return this.load(msg.id, msg.options ?? {});
+      case 'generate': return this.generate(msg.id, msg.request ?? {});
+      case 'reset':
+        this.#forget();
+        return null;
+      case 'unload':
+        this.unload();
+        return null;
+      default: throw new HostError('InvalidRequestError', `unknown request '${msg.type}'`);
+    }
+  }
+
+  // ---- loading ----------------------------------------------------------------
+
+  // options: model (manifest or .gguf URL), backend ('auto'|'webgpu'|'cpu'),
+  // wasmUrl, contextLength, chatTemplate, gpu (webgpu backend options),
+  // cache (false: no persistent store), store (openStore options),
+  // concurrency, modelId.
+  async load(id, options) {
+    if (this.engine) this.unload();
+    const { model, backend = 'auto' } = options;
+    if (typeof model !== 'string' || !model) throw new HostError('InvalidRequestError', 'createEngine: model must be a manifest or .gguf URL');
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new HostError('InvalidRequestError', `unknown backend '${backend}' (auto, webgpu or cpu)`);
+    const progress = (p) => this.post({ type: 'progress', id, progress: p });
+    const ctrl = new AbortController();
+    this.loadAbort = { id, ctrl };
+    const t0 = now();
+
+    let store = null;
+    if (options.cache !== false) {
+      try {
+        store = await weights.openStore(options.store ?? {});
+      } catch (e) {
+        progress({ phase: 'warning', text: `no persistent cache: ${e.message}` });
+      }
+    }
+    const wm = new weights.StreamWeightManager({
+      url: model, store, concurrency: options.concurrency ?? 4, modelId: options.modelId,
+      onProgress: (p) => progress(p),
+    });
+
+    // the backend: WebGPU when asked or available, else the CPU in wasm
+    let fallbackReason = null;
+    const order = backend === 'cpu' ? ['cpu'] : backend === 'webgpu' ? ['webgpu'] : ['webgpu', 'cpu'];
+    if (backend === 'auto' && !globalThis.navigator?.gpu && !options.gpu?.gpu) {
+      order.shift();
+      fallbackReason = 'no WebGPU in this browser (navigator.gpu is missing)';
+    }
+    try {
+      return await this.#loadWith(order, wm, options, { model, progress, ctrl, t0, fallbackReason });
+    } finally {
+      if (this.loadAbort?.id === id) this.loadAbort = null;
+      wm.close?.();
+    }
+  }
+
+  // Tries the backends in order; the first that loads wins.
+  async #loadWith(order, wm, options, { model, progress, ctrl, t0, fallbackReason }) {
+    let lastError = null;
+    for (const name of order) {
+      progress({ phase: 'engine', text: name === 'webgpu' ? 'starting WebGPU' : 'starting the CPU engine (WebAssembly)' });
+      let engine = null;
+      try {
+        engine = await Engine.create({ wasm: options.wasmUrl, backend: name, gpu: options.gpu ?? {} });
+        const info = await engine.loadStream(wm, { nCtx: options.contextLength ?? 0, signal: ctrl.signal });
+        this.engine = engine;
+        this.cached = [];
+        this.chatTemplate = options.chatTemplate ?? null;
+        this.loadInfo = { model, modelId: options.modelId ?? null, fallbackReason, loadSeconds: (now() - t0) / 1000, info };
+        try {
+          this.loadInfo.manifest = await wm.manifest();
+        } catch {
+          this.loadInfo.manifest = null;
+        }
+        progress({ phase: 'ready', text: 'ready' });
+        return this.info();
+      } catch (e) {
+        engine?.free();
+        lastError = e;
+        const kind = classifyError(e).name;
+        // only the backend can be the problem: try the next one
+        if (name === 'webgpu' && order.length > 1 && !['NetworkError', 'IntegrityError', 'QuotaError', 'AbortError'].includes(kind) && !ctrl.signal.aborted) {
+          fallbackReason = `the WebGPU backend failed: ${e.message}`;
+          continue;
+        }
+        throw e;
+      }
+    }
+    throw lastError;
+  }
+
+  info() {
+    const e = this.engine;
+    if (!e) return { loaded: false, crossOriginIsolated: !!globalThis.crossOriginIsolated };
+    const f = e.factory;
+    const adapter = typeof f.adapterInfo === 'function' ? f.adapterInfo() : null;
+    const li = this.loadInfo;
+    const plan = e.backend?.plan ?? null;
+    return {
+      loaded: true,
+      backend: e.backendName,
+      backendLabel: e.backendName === 'webgpu' ? 'WebGPU' : 'CPU (WebAssembly), slower',
+      fallbackReason: li.fallbackReason,
+      crossOriginIsolated: !!globalThis.crossOriginIsolated,
+      adapter: adapter && typeof adapter === 'object'
+        ? { vendor: adapter.vendor, architecture: adapter.architecture, device: adapter.device, description: adapter.description, isFallbackAdapter: adapter.isFallbackAdapter }
+        : null,
+      features: adapter?.features ?? [],
+      limits: adapter?.limits ?? {},
+      model: { ...e.info, url: li.model, id: li.modelId },
+      context: e.nCtx(),
+      memory: {
+        wasmBytes: e.mod.memory.buffer.byteLength,
+        weightBytes: e.info.weight_bytes,
+        gpuPlanBytes: plan?.total_bytes ?? plan?.bytes ?? null,
+        manifestPlan: li.manifest?.plan ?? null,
+      },
+      plan,
+      planSummary: e.backend?.planSummary ?? null,
+      loadSeconds: li.loadSeconds,
+      cachedTokens: this.cached.length,
+    };
+  }
+
+  #forget() {
+    if (this.engine?.backend) this.engine.truncate(0);
+    this.cached = [];
+  }
+
+  unload() {
+    this.engine?.free();
+    this.engine = null;
+    this.cached = [];
+    this.loadInfo = null;
+  }
+
+  // ---- generation ---------------------------------------------------------------
+
+  // request: kind ('chat'|'completion'), messages | prompt, max_tokens,
+  // temperature, top_p, top_k, min_p, seed, stop, frequency_penalty,
+  // presence_penalty, repetition_penalty, ring (true: text through the ring).
+  async generate(id, req) {
+    const e = this.engine;
+    if (!e) throw new HostError('InvalidRequestError', 'no model is loaded');
+    const t0 = now();
+    let text;
+    if (req.kind === 'chat') {
+      if (!Array.isArray(req.messages) || !req.messages.length) throw new HostError('InvalidRequestError', 'messages must be a non-empty array');
+      for (const m of req.messages) {
+        if (!m || typeof m.role !== 'string' || typeof m.content !== 'string')
+          throw new HostError('InvalidRequestError', 'each message needs a role and a string content');
+      }
+      text = e.chatRender(req.messages, { template: req.chat_template ?? this.chatTemplate });
+    } else {
+      if (typeof req.prompt !== 'string') throw new HostError('InvalidRequestError', 'prompt must be a string');
+      text = req.prompt;
+    }
+    const ids = e.tokenize(text, { addSpecial: true, parseSpecial: true });
+    if (ids.length === 0) throw new HostError('InvalidRequestError', 'the prompt has no tokens');
+    const nCtx = e.nCtx();
+    if (ids.length >= nCtx)
+      throw new HostError('ContextLengthError', `the prompt has ${ids.length} tokens; the context holds ${nCtx}`, 'context_length_exceeded');
+    const room = nCtx - ids.length;
+    const maxTokens = req.max_tokens == null ? room : Math.min(room, Math.max(0, Math.floor(req.max_tokens)));
+    const stops = req.stop == null ? [] : (Array.isArray(req.stop) ? req.stop : [req.stop]).filter((s) => typeof s === 'string' && s.length);
+
+    // reuse the KV cache for the shared prefix (at least the last prompt
+    // token is evaluated again: its logits start the answer)
+    let keep = commonPrefix(this.cached, ids);
+    if (keep >= ids.length) keep = ids.length - 1;
+    if (keep < e.nPast()) e.truncate(keep);
+    this.cached.length = keep;
+
+    const sampling = {};
+    if (req.temperature != null) sampling.temp = req.temperature;
+    if (req.top_p != null) sampling.topP = req.top_p;
+    if (req.top_k != null) sampling.topK = req.top_k;
+    if (req.min_p != null) sampling.minP = req.min_p;
+    if (req.frequency_penalty != null) sampling.frequencyPenalty = req.frequency_penalty;
+    if (req.presence_penalty != null) sampling.presencePenalty = req.presence_penalty;
+    if (req.repetition_penalty != null) sampling.repeatPenalty = req.repetition_penalty;
+    sampling.seed = req.seed != null ? req.seed : Math.floor(Math.random() * 2 ** 32);
+
+    const ring = req.ring ? this.ring : null;
+    if (req.ring && !ring) throw new HostError('InvalidRequestError', 'no token ring was given');
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const filter = stopFilter(stops);
+    let pendingTokens = 0;
+    const emit = (s) => {
+      if (ring) {
+        if (s) ring.write(encoder.encode(s), () => ring.cancelled(id));
+        if (pendingTokens) ring.addTokens(pendingTokens);
+      } else if (s || pendingTokens) {
+        this.post({ type: 'text', id, text: s, tokens: pendingTokens });
+      }
+      pendingTokens = 0;
+    };
+    const cancelled = () => this.aborted.has(id) || (ring !== null && ring.cancelled(id));
+
+    ring?.begin();
+    const smp = e.sampler(sampling);
+    const det = e.detokenizer({ continues: true });
+    let nGen = 0;
+    let finish = 'length';
+    let tFirst = null;
+    let tPrompt = t0;
+    let lastYield = now();
+    try {
+      for (const t of ids) smp.accept(t);
+      const suffix = ids.subarray(keep);
+      await e.step(suffix);
+      for (const t of suffix) this.cached.push(t);
+      tPrompt = now();
+      for (;;) {
+        if (cancelled()) {
+          finish = 'abort';
+          break;
+        }
+        if (nGen >= maxTokens) {
+          finish = 'length';
+          break;
+        }
+        const tok = smp.sample();
+        if (e.isEog(tok)) {
+          finish = 'stop';
+          break;
+        }
+        smp.accept(tok);
+        nGen++;
+        tFirst ??= now();
+        pendingTokens++;
+        const r = filter.push(decoder.decode(det.push(tok), { stream: true }));
+        emit(r.emit);
+        if (r.stopped) {
+          finish = 'stop';
+          break;
+        }
+        if (nGen < maxTokens) {
+          await e.step([tok]);
+          this.cached.push(tok);
+        }
+        // without the ring an abort arrives as a message: let messages in
+        // now and then (with the ring, the abort is a word in it)
+        if (now() - lastYield > (ring ? 50 : 10)) {
+          await yieldTask();
+          lastYield = now();
+        }
+      }
+      if (finish !== 'stop' || !stops.length) {
+        const r = filter.push(decoder.decode(det.flush()));
+        emit(r.emit + (r.stopped ? '' : filter.rest()));
+      } else {
+        emit('');
+      }
+    } catch (err) {
+      // the cache no longer matches what we know: start clean next time
+      try {
+        e.truncate(0);
+      } catch { /* the engine is broken anyway */ }
+      this.cached = [];
+      throw err;
+    } finally {
+      det.free();
+      smp.free();
+    }
+    const tEnd = now();
+    const promptSec = (tPrompt - t0) / 1000;
+    const decodeSec = tFirst === null ? 0 : (tEnd - tFirst) / 1000;
+    return {
+      finish_reason: finish,
+      usage: {
+        prompt_tokens: ids.length,
+        completion_tokens: nGen,
+        total_tokens: ids.length + nGen,
+        prompt_tokens_details: { cached_tokens: keep },
+        extra: {
+          prefill_tokens: ids.length - keep,
+          prefill_tokens_per_s: promptSec > 0 ? (ids.length - keep) / promptSec : null,
+          decode_tokens_per_s: decodeSec > 0 && nGen > 1 ? (nGen - 1) / decodeSec : null,
+          time_to_first_token_s: tFirst === null ? null : (tFirst - t0) / 1000,
+          e2e_latency_s: (tEnd - t0) / 1000,
+          backend: e.backendName,
+        },
+      },
+    };
+  }
+}
+
+// ---- wiring: a Worker, a Node worker thread, or a port in this thread ------------
+
+// Serves requests arriving on port (a MessagePort, a Worker's global scope,
+// or Node's parentPort).
+export function serveEngine(port) {
+  const host = new EngineHost((m) => port.postMessage(m));
+  port.addEventListener('message', (ev) => host.onMessage(ev.data));
+  port.start?.();
+  return host;
+}
+
+if (typeof WorkerGlobalScope !== 'undefined' && globalThis instanceof WorkerGlobalScope) {
+  serveEngine(globalThis);
+} else if (globalThis.process?.versions?.node) {
+  const { isMainThread, parentPort, workerData } = await import('node:worker_threads');
+  if (!isMainThread && workerData?.streamLLMEngine) serveEngine(parentPort);
+}
+
+export { EngineError };
