@@ -222,6 +222,45 @@ static void test_kernels(void) {
     }
 }
 
+/* ---- the quant backend's row kernels ---------------------------------------- */
+
+/* The active backend's dot products and activation quantizers against the
+ * scalar ones (test_quant.c does this per x86 family by name; this runs
+ * whatever family the build has, e.g. wasm SIMD128). */
+static void test_row_kernels(void) {
+    static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    enum { N = 2048 };
+    static float x[N], wf[N], af[N];
+    static uint8_t w[N * 4], a[N * 4], a_ref[N * 4];
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        sl_type t = types[ti], at = sl_type_get((int)t)->vec_dot_type;
+        double worst = 0;
+        int bad_quant = 0;
+        for (int trial = 0; trial < 24; trial++) {
+            int64_t n = 256 * (1 + trial % 8);
+            random_floats(x, n, trial);
+            sl_quantize_row(t, x, w, n);
+            random_floats(x, n, trial + 1);
+            sl_quantize_row(at, x, a, n);
+            sl_quant_force_scalar(true);
+            sl_quantize_row(at, x, a_ref, n);
+            float ref = sl_vec_dot(t, n, w, a);
+            sl_quant_force_scalar(false);
+            bad_quant += memcmp(a, a_ref, sl_row_size(at, n)) != 0;
+            float fast = sl_vec_dot(t, n, w, a);
+            sl_dequantize_row(t, w, wf, n);
+            sl_dequantize_row(at, a, af, n);
+            double mag = 0;
+            for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
+            double e = fabs((double)fast - ref) / (mag + 1e-30);
+            if (!(e <= worst)) worst = e;
+        }
+        CHECKF(worst < 4e-6, "%s %s: fast vs scalar dot error %g", sl_quant_backend(), sl_type_name(t), worst);
+        CHECKF(bad_quant == 0, "%s %s: %d activation rows differ from the scalar quantizer", sl_quant_backend(),
+               sl_type_name(at), bad_quant);
+    }
+}
+
 /* ---- the driver ------------------------------------------------------------ */
 
 typedef struct epi_log {
@@ -356,6 +395,7 @@ static void test_barrier(void) {
 
 int main(void) {
     printf("quant backend: %s\n", sl_quant_backend());
+    RUN(test_row_kernels);
     RUN(test_kernels);
     RUN(test_driver);
     RUN(test_barrier);

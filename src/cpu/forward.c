@@ -141,6 +141,15 @@ typedef struct attn_task {
     atomic_int next;  /* next (token, head) pair */
 } attn_task;
 
+/* y += a * x over n floats (y and x do not overlap), in blocks of 8 that
+ * compilers turn into vector code. */
+static void axpy(float *restrict y, float a, const float *restrict x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) y[i + j] += a * x[i + j];
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 static void attention_task_run(void *arg, int ith, int nth) {
     (void)nth;
     attn_task *t = arg;
@@ -152,6 +161,7 @@ static void attention_task_run(void *arg, int ith, int nth) {
     const float *kc = c->k_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
     const float *vc = c->v_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
     const int total = t->n * hp->n_head;
+    const sl_vec_dot_fn dot_f32 = sl_vec_dot_kernel(SL_TYPE_F32); /* the fastest float dot */
     for (;;) {
         int item = atomic_fetch_add(&t->next, 1);
         if (item >= total) break;
@@ -161,10 +171,7 @@ static void attention_task_run(void *arg, int ith, int nth) {
         const size_t kv_off = (size_t)(h / group) * hd;
         float max = -INFINITY;
         for (int32_t s = 0; s < n_keys; s++) {
-            const float *k = kc + (size_t)s * c->kv_dim + kv_off;
-            float dot = 0;
-            for (int d = 0; d < hd; d++) dot += q[d] * k[d];
-            scores[s] = dot * scale;
+            scores[s] = dot_f32(hd, q, kc + (size_t)s * c->kv_dim + kv_off) * scale;
             if (scores[s] > max) max = scores[s];
         }
         double sum = 0;
@@ -176,9 +183,7 @@ static void attention_task_run(void *arg, int ith, int nth) {
         float *out = c->att + (size_t)i * c->q_dim + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int32_t s = 0; s < n_keys; s++) {
-            const float *v = vc + (size_t)s * c->kv_dim + kv_off;
-            float p = scores[s] * inv;
-            for (int d = 0; d < hd; d++) out[d] += p * v[d];
+            axpy(out, scores[s] * inv, vc + (size_t)s * c->kv_dim + kv_off, hd);
         }
     }
 }

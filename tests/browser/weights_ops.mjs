@@ -16,14 +16,14 @@ async function store(kind, name) {
 export const ops = {
   // { url, kind, name, abortAt: { file, done } (abort once that shard has
   // `done` bytes), prompt } -> { aborted, error, logits, counters, offline, progress }
-  async load({ url, kind, name = 'stream-llm', abortAt = null, prompt = 'Once upon a time', chunkBytes = 65536 }) {
+  async load({ url, kind, name = 'stream-llm', abortAt = null, prompt = 'Once upon a time', chunkBytes = 65536, hashWorkers = null }) {
     const s = await store(kind, name);
     const engine = await Engine.create({ backend: 'cpu' });
     const ctrl = new AbortController();
     let last = null;
     const trace = [];
     const wm = new StreamWeightManager({
-      url, store: s, chunkBytes, backoffMs: 5, maxBackoffMs: 20,
+      url, store: s, chunkBytes, hashWorkers, backoffMs: 5, maxBackoffMs: 20,
       onProgress: (p) => {
         last = p;
         if (abortAt) trace.push([Math.round(performance.now()), p.shards.map((x) => x.done).join(',')]);

@@ -136,7 +136,7 @@ test('load: headers in order, then every tensor byte; progress ends at done', as
 
 test('load: at most `concurrency` requests at once', async (t) => {
   const { model, srv } = await setup(t, { sizes: [2048, 200000, 200000, 200000, 200000, 200000, 200000] });
-  srv.fault({ kind: 'slow', rate: 4 << 20, times: 1e9 });
+  srv.fault({ kind: 'slow', rate: 1 << 20, times: 1e9 }); // 0.2 s a shard: they overlap
   const sink = recordingSink();
   await new StreamWeightManager({ url: srv.url('manifest.json'), concurrency: 2, ...FAST }).load(sink);
   assert.equal(sinkMatches(sink, model), true);
@@ -213,6 +213,7 @@ test('resume: a later load (new manager, same cache) continues an interrupted do
   const partial = statSync(path.join(cacheDir, 'blobs', `${model.manifest.shards[2].sha256}.part`)).size;
   assert.ok(partial >= 700000 && partial < big.data.length, `partial ${partial}`);
 
+  await srv.idle();
   srv.reset();
   const sink = recordingSink();
   const wm2 = new StreamWeightManager({ url: srv.url('manifest.json'), store, ...FAST });
@@ -233,8 +234,9 @@ test('integrity: a shard served corrupted is detected, discarded and refetched',
   const file = model.shards[k].file;
   srv.fault({ file, kind: 'corrupt', at: 150000 });
   const sink = recordingSink();
-  const wm = new StreamWeightManager({ url: srv.url('manifest.json'), store: await openStore({ dir: cacheDir }), ...FAST });
+  const wm = new StreamWeightManager({ url: srv.url('manifest.json'), store: await openStore({ dir: cacheDir }), hashWorkers: 2, ...FAST });
   await wm.load(sink);
+  assert.equal(wm.counters.hashWorkers, 2, 'hashed in workers');
   assert.equal(sinkMatches(sink, model), true, 'the sink ends with the right bytes');
   assert.equal(wm.counters.refetches, 1);
   // header (256) + the corrupted rest + the whole shard again from byte 0
@@ -244,6 +246,7 @@ test('integrity: a shard served corrupted is detected, discarded and refetched',
 });
 
 test('integrity: also with the hash on the loading thread (hashWorkers: 0)', async (t) => {
+  // (the test above hashes in workers)
   const { model, srv } = await setup(t);
   srv.fault({ file: model.shards[3].file, kind: 'corrupt', at: 150000 });
   const sink = recordingSink();
@@ -251,6 +254,7 @@ test('integrity: also with the hash on the loading thread (hashWorkers: 0)', asy
   await wm.load(sink);
   assert.equal(sinkMatches(sink, model), true);
   assert.equal(wm.counters.refetches, 1);
+  assert.equal(wm.counters.hashWorkers, 0);
 });
 
 test('integrity: always corrupted -> IntegrityError after bounded attempts, nothing cached for it', async (t) => {

@@ -9,9 +9,9 @@
 //   curl-seq     curl of every shard, one after the other, to /dev/null
 //   curl-par     the same, CONCURRENCY at a time (curl --parallel)
 //   curl-files   curl of every shard into files (what a download that keeps the bytes costs)
-//   wm-nostore   the manager, no cache, a sink that drops the bytes (fetch + SHA-256 in
-//                hash workers + chunking)
-//   wm-inline    the same with SHA-256 on the manager's thread (hashWorkers: 0)
+//   wm-nostore   the manager, no cache, a sink that drops the bytes (fetch + SHA-256 +
+//                chunking), hash workers as by default (cores - 2)
+//   wm-workers   the same with SHA-256 in 4 hash workers
 //   wm-store     the manager into an empty directory cache (fetch + SHA-256 + writes)
 //   wm-cached    the manager again, everything from the cache
 // and prints the median GB/s of each and the manager's ratios to curl.
@@ -88,7 +88,7 @@ for (let r = 0; r < runs; r++) {
     'curl-par': () => curl(['--parallel', '--parallel-max', String(conc), ...urls.flatMap((u) => ['-o', '/dev/null', u])]),
     'curl-files': () => curl(['--parallel', '--parallel-max', String(conc), ...urls.flatMap((u, i) => ['-o', path.join(files, String(i)), u])]),
     'wm-nostore': () => wm(null),
-    'wm-inline': () => wm(null, 0),
+    'wm-workers': () => wm(null, 4),
     'wm-store': async () => wm(await openStore({ dir: cacheDir })),
     'wm-cached': async () => wm(Object.assign(await openStore({ dir: cacheDir }), { cached: true })),
   };

@@ -10,6 +10,7 @@
 //   srv.url('manifest.json')                          // http://127.0.0.1:PORT/m/manifest.json
 //   srv.fault({ file, kind, at, times, status, ... }) // see below
 //   srv.bytes(file), srv.requests(file), srv.log      // counters
+//   await srv.idle()                                  // no response in progress
 //   await srv.stop()
 //
 // Faults (each applies to requests of `file` (a name, or null for any),
@@ -30,7 +31,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 
-const CHUNK = 64 * 1024;
+const CHUNK = 256 * 1024;
 
 // Resolves when out drains or the socket closes (listeners removed after).
 function drained(out, socket) {
@@ -187,26 +188,26 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
       counted = false;
     };
     try {
-      const buf = Buffer.alloc(CHUNK);
       let pos = start;
       const t0 = Date.now();
       while (pos < stopAt) {
         if (req.socket.destroyed) return;
-        const n = Math.min(CHUNK, stopAt - pos);
+        // a slow answer goes out in pieces of 1/20 s each, each sent when due
+        const n = Math.min(slow ? Math.max(1024, Math.floor(slow.rate / 20)) : CHUNK, stopAt - pos);
+        if (slow) {
+          const due = ((pos + n - start) / slow.rate) * 1000 - (Date.now() - t0);
+          if (due > 0) await new Promise((r) => setTimeout(r, due));
+        }
+        const buf = Buffer.allocUnsafe(n); // a new one each time: write() keeps it until sent
         const { bytesRead } = await fh.read(buf, 0, n, pos);
         if (bytesRead === 0) break;
-        const piece = Buffer.from(buf.subarray(0, bytesRead));
+        const piece = buf.subarray(0, bytesRead);
         if (corrupt && corrupt.at >= pos && corrupt.at < pos + bytesRead) piece[corrupt.at - pos] ^= 0xff;
         entry.bytes += bytesRead;
         state.sent.set(name, (state.sent.get(name) ?? 0) + bytesRead);
         pos += bytesRead;
-        const last = pos >= stopAt && !cut;
-        if (last) uncount(); // the client may ask again as soon as it has these bytes
+        if (pos >= stopAt && !cut) uncount(); // the client may ask again as soon as it has these bytes
         if (!out.write(piece)) await drained(out, req.socket);
-        if (slow && !last) {
-          const due = ((pos - start) / slow.rate) * 1000 - (Date.now() - t0);
-          if (due > 0) await new Promise((r) => setTimeout(r, due));
-        }
       }
       if (cut) {
         // every byte up to `at` handed to the kernel, then the cut
@@ -266,6 +267,11 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
       state.maxInflight = state.inflight;
     },
     get maxInflight() { return state.maxInflight; },
+    // resolves once no response is being sent (an aborted client's may run on a little)
+    async idle(timeoutMs = 10000) {
+      const t0 = Date.now();
+      while (state.inflight > 0 && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 10));
+    },
     async stop() {
       server.close();
       for (const s of state.sockets) s.destroy();

@@ -265,7 +265,7 @@ export class HashPool {
   // buffers of `slotBytes` and resolves once u8 may be reused (at once,
   // unless every slot is still being hashed); digestHex() is async. The
   // caller's memory is never shared, so it can go anywhere afterwards.
-  hasher({ slotBytes = 256 * 1024, slots = 4 } = {}) {
+  hasher({ slotBytes = 256 * 1024, slots = 3 } = {}) {
     const w = this.workers[this.next++ % this.workers.length];
     const id = ++this.ids;
     const pool = this;

@@ -33,11 +33,15 @@ async function spawn(data) {
   const url = new URL('./cpu-worker.mjs', import.meta.url);
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const w = new Worker(url, { workerData: data });
-    w.unref(); // an idle worker does not keep the process alive
+    /* no inherited Node options (e.g. --input-type breaks a worker file);
+       V8 flags are process-wide anyway */
+    const w = new Worker(url, { workerData: data, execArgv: [] });
+    /* unref after each listener (adding one refs the worker again): an idle
+       worker must not keep the process alive */
+    w.unref();
     return {
-      onMessage: (f) => w.on('message', f),
-      onError: (f) => w.on('error', f),
+      onMessage: (f) => { w.on('message', f); w.unref(); },
+      onError: (f) => { w.on('error', f); w.unref(); },
       terminate: () => w.terminate(),
     };
   }

@@ -21,6 +21,10 @@
 //     onProgress,       // (p) => {}, see below
 //     modelId,          // key of the model in the cache (default: url)
 //     chunkBytes,       // bytes per chunk handed to the sink / the store (256 KiB)
+//     hashWorkers,      // Workers that compute SHA-256 off this thread (default: cores
+//                       // - 2, at most concurrency; 0, or no SharedArrayBuffer: here)
+//     stallMs, backoffMs, maxBackoffMs, integrityAttempts (3), verifyCached, gc,
+//     sha256,           // plain .gguf: the file's known SHA-256 (else an ETag that is one)
 //   });
 //   const manifest = await wm.manifest();  // the manifest (the cached one when offline)
 //   await wm.load(sink, { signal });       // headers, then every tensor's bytes
@@ -39,17 +43,26 @@
 //                       tensors: every tensor the manager will deliver
 //     tensor(name, offset, chunk, t)  bytes [offset, offset + chunk.length) of
 //                       tensor `name`; chunk is valid only until the call (or its
-//                       promise) returns; t = { name, file, offset (in the file),
-//                       bytes, type, shape }. Chunks may arrive again (a shard
-//                       that failed verification is refetched); load() resolves
-//                       only when every shard is verified.
+//                       promise) returns (the manager reuses its memory); t = { name,
+//                       file, offset (in the file), bytes, type, shape }. A chunk
+//                       starts and ends at the tensor's ends or at file offsets that
+//                       are multiples of chunkBytes (so, GGUF tensors being 32-byte
+//                       aligned, at 4-byte multiples inside the tensor), wherever a
+//                       download was cut. Shards arrive `concurrency` at a time, so
+//                       tensors interleave. Chunks may arrive again (a shard that
+//                       failed verification is refetched); load() resolves only
+//                       when every shard is verified.
 //     reset?()                  start over (a header given turned out corrupted)
 //     end?()
 //
-//   progress: { phase: 'manifest'|'headers'|'tensors'|'done', bytesDone, bytesTotal,
+//   progress (at most every 100 ms, the last state always): { phase:
+//     'headers'|'tensors'|'done', bytesDone, bytesTotal,
 //     networkBytes, cacheBytes, speed (bytes/s), eta (s or null), offline,
 //     shards: [{ file, bytes, done, state: 'queued'|'downloading'|'verifying'|
 //               'done'|'retrying'|'error', source: 'network'|'cache'|null, attempts }] }
+//
+//   wm.counters: { networkBytes, cacheBytes, requests, retries, refetches, hashWorkers }
+//   wm.offline: the manifest came from the cache (the server was unreachable)
 //
 //   errors (all WeightError): HttpError (status), NetworkError, IntegrityError
 //     (SHA-256 mismatch after bounded refetches), QuotaError (needed, available),
@@ -232,8 +245,9 @@ export class StreamWeightManager {
     this.verifyCached = verifyCached;
     this.expectedSha256 = sha256; // plain .gguf: a known hash of the file
     this.gcAfterLoad = gc;
-    // Workers that hash while this thread receives (0: hash inline)
-    this.hashWorkers = hashWorkers ?? this.concurrency;
+    // Workers that hash while this thread receives (0: hash inline; null:
+    // by the number of cores, see #hasher)
+    this.hashWorkers = hashWorkers;
     this.hashPool = null;
     this.offline = false; // the manifest came from the cache
     this.rawManifest = null;
@@ -534,7 +548,15 @@ export class StreamWeightManager {
   }
 
   // The hash workers, started when the first shard comes from the network.
-  #hasher() {
+  // By default one per core beyond two (this thread; the network stack,
+  // server or GPU), at most one per concurrent shard: on a machine with
+  // fewer cores, workers would only take turns with this thread.
+  async #hasher() {
+    if (this.hashWorkers === null) {
+      let cores = globalThis.navigator?.hardwareConcurrency;
+      if (!cores && globalThis.process?.versions?.node) cores = (await import('node:os')).availableParallelism?.();
+      this.hashWorkers = Math.max(0, Math.min(this.concurrency, (cores ?? 1) - 2));
+    }
     if (this.hashWorkers > 0) {
       this.hashPool ??= HashPool.create(Math.min(this.hashWorkers, this.shards.length)).then((pool) => {
         this.counters.hashWorkers = pool ? pool.workers.length : 0;
