@@ -312,6 +312,140 @@ static void test_engine_synth(void) {
     }
 }
 
+/* On demand: a budget below the full plan keeps the leading layers resident
+ * and streams the others through shared buffers; the engine asks for each
+ * streamed layer in order, every batch, and its dispatches equal the
+ * resident engine's. */
+static void run_on_demand(sl_model *m, const char *what) {
+    wg_native_reset();
+    sl_error err;
+    const int32_t L = m->hp.n_layer;
+    sl_gpu_params full_params = {.n_ctx = 64, .n_batch = 8, .n_out = 4};
+    sl_gpu_caps caps = sl_gpu_default_caps();
+    sl_gpu_plan *full = sl_gpu_plan_build(m->gguf, &m->hp, &full_params, &caps, &err);
+    CHECKF(full != NULL, "%s: %s", what, err.msg);
+    if (!full) return;
+    CHECK(full->n_resident == L && full->stream_bytes == 0);
+    uint64_t layer_bytes = 0; /* the weights of the last layer */
+    for (int t = 0; t < full->n_tensors; t++)
+        if (!full->tensors[t].is_vector && full->tensors[t].layer == L - 1) layer_bytes += full->tensors[t].nbytes;
+    /* not enough without streaming: refused, unless on demand */
+    sl_gpu_params p = full_params;
+    p.budget = full->total - layer_bytes / 2;
+    CHECK(sl_gpu_plan_build(m->gguf, &m->hp, &p, &caps, &err) == NULL && strstr(err.msg, "budget"));
+    p.on_demand = true;
+    sl_gpu_plan *od = sl_gpu_plan_build(m->gguf, &m->hp, &p, &caps, &err);
+    CHECKF(od != NULL, "%s: %s", what, err.msg);
+    if (od) {
+        check_plan(od, what);
+        CHECKF(od->total <= p.budget && od->n_resident < L && od->stream_bytes > 0, "%s: %d of %d resident", what,
+               od->n_resident, L);
+        char sum[512];
+        CHECK(strstr(sl_gpu_plan_summary(od, sum, sizeof sum), "on demand") != NULL);
+        sl_gpu_plan_free(od);
+    }
+    /* the smallest budget that streams everything; one byte less is refused */
+    p.budget = 1;
+    CHECK(sl_gpu_plan_build(m->gguf, &m->hp, &p, &caps, &err) == NULL && strstr(err.msg, "one at a time"));
+    sl_gpu_plan_free(full);
+
+    /* the engine with half the layers' weights: dispatches equal, layers asked in order */
+    p.budget = 0;
+    sl_gpu_engine *ref = sl_gpu_engine_new(m, &p, &err);
+    CHECK(ref && sl_gpu_upload_model(ref, &err) == 0);
+    int32_t toks[24];
+    for (int i = 0; i < 24; i++) toks[i] = (i * 5 + 2) % m->hp.n_vocab;
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    int ref_prefill = -1, ref_decode = -1;
+    if (ref && logits && sl_gpu_eval_begin(ref, toks, 8, false, &err) == 0 && sl_gpu_eval_end(ref, logits, &err) == 0) {
+        ref_prefill = sl_gpu_last_dispatches(ref);
+        if (sl_gpu_eval_begin(ref, toks, 1, false, &err) == 0 && sl_gpu_eval_end(ref, logits, &err) == 0)
+            ref_decode = sl_gpu_last_dispatches(ref);
+    }
+    const uint64_t ref_total = ref ? sl_gpu_engine_plan(ref)->total : 0;
+    sl_gpu_engine_free(ref);
+    wg_native_reset();
+    p.budget = ref_total - layer_bytes / 2; /* two layers share the stream buffers at least */
+    sl_gpu_engine *e = sl_gpu_engine_new(m, &p, &err);
+    CHECKF(e != NULL, "%s: %s", what, err.msg);
+    if (!e || !logits) {
+        sl_gpu_engine_free(e);
+        free(logits);
+        return;
+    }
+    const sl_gpu_plan *pl = sl_gpu_engine_plan(e);
+    const wg_native_stats *s = wg_native_get_stats();
+    const int32_t R = pl->n_resident;
+    CHECKF(R < L && pl->total <= p.budget, "%s: %d of %d resident", what, R, L);
+    CHECK(s->buffer_bytes == pl->total);
+    CHECK(sl_gpu_upload_model(e, &err) == 0); /* skips the streamed matrices */
+    CHECK(sl_gpu_eval_wants_layer(e) == -1);
+    /* a streamed matrix is not taken before its layer is wanted */
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.ffn_up.weight", L - 1);
+    CHECK(sl_gpu_upload_tensor(e, name, 0, toks, 4, &err) == 1);
+    CHECK(sl_gpu_eval_continue(e, &err) != 0);
+
+    /* 12 tokens in batches of 8: every streamed layer twice, in order */
+    CHECK(sl_gpu_eval_begin(e, toks, 12, false, &err) == 0);
+    int asked = 0, dispatches = 0;
+    bool in_order = true, refused_missing = false;
+    for (int32_t want; (want = sl_gpu_eval_wants_layer(e)) >= 0;) {
+        in_order &= want == R + asked % (L - R);
+        if (asked == 0) {
+            CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) != 0 && strstr(err.msg, "in progress"));
+            refused_missing = sl_gpu_eval_continue(e, &err) != 0 && strstr(err.msg, "not uploaded");
+        }
+        uint64_t before = s->bytes_written;
+        if (sl_gpu_upload_layer(e, &err) || sl_gpu_eval_continue(e, &err)) break;
+        CHECK(s->bytes_written - before >= layer_bytes / 2);
+        asked++;
+    }
+    CHECKF(in_order && asked == 2 * (L - R), "%s: %d layers asked (%d streamed)", what, asked, L - R);
+    CHECK(refused_missing);
+    CHECK(sl_gpu_pending_floats(e) == m->hp.n_vocab && sl_gpu_eval_end(e, logits, &err) == 0);
+    CHECK(sl_gpu_n_past(e) == 12);
+    /* dispatches of a prefill batch and of a decode step, summed over segments */
+    sl_gpu_truncate(e, 0);
+    CHECK(sl_gpu_eval_begin(e, toks, 8, false, &err) == 0);
+    while (sl_gpu_eval_wants_layer(e) >= 0 && sl_gpu_upload_layer(e, &err) == 0 && sl_gpu_eval_continue(e, &err) == 0) {}
+    dispatches = sl_gpu_last_dispatches(e);
+    CHECK(sl_gpu_eval_end(e, logits, &err) == 0);
+    CHECKF(dispatches == ref_prefill, "%s: %d prefill dispatches on demand, %d resident", what, dispatches, ref_prefill);
+    CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) == 0);
+    while (sl_gpu_eval_wants_layer(e) >= 0 && sl_gpu_upload_layer(e, &err) == 0 && sl_gpu_eval_continue(e, &err) == 0) {}
+    CHECKF(sl_gpu_last_dispatches(e) == ref_decode, "%s: %d decode dispatches on demand, %d resident", what,
+           sl_gpu_last_dispatches(e), ref_decode);
+    CHECK(sl_gpu_eval_end(e, logits, &err) == 0);
+    /* cancelled midway: the context keeps what it had, the next evaluation runs */
+    CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) == 0 && sl_gpu_eval_wants_layer(e) == R);
+    sl_gpu_eval_cancel(e);
+    CHECK(sl_gpu_n_past(e) == 9 && sl_gpu_eval_wants_layer(e) == -1);
+    CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) == 0);
+    while (sl_gpu_eval_wants_layer(e) >= 0 && sl_gpu_upload_layer(e, &err) == 0 && sl_gpu_eval_continue(e, &err) == 0) {}
+    CHECK(sl_gpu_eval_end(e, logits, &err) == 0 && sl_gpu_n_past(e) == 10);
+    CHECKF(s->n_errors == 0, "%s: %s", what, s->first_error);
+    sl_gpu_engine_free(e);
+    free(logits);
+}
+
+static void test_on_demand(void) {
+    const char *cases[][2] = {{"tiny", "Q4_K_M"}, {"tiny-qwen2", "Q8_0"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        void *buf = NULL;
+        size_t size = 0;
+        sl_model *m = synth_model(cases[i][0], cases[i][1], &buf, &size);
+        CHECK(m != NULL);
+        if (m) {
+            char what[64];
+            snprintf(what, sizeof what, "on demand %s %s", cases[i][0], cases[i][1]);
+            run_on_demand(m, what);
+            sl_model_free(m);
+        }
+        free(buf);
+    }
+}
+
 /* A header-only model (no weight bytes in memory): every tensor streamed in
  * small pieces as the browser does, the rope factors completing the model. */
 static void test_header_only_stream(void) {
@@ -437,6 +571,7 @@ int main(void) {
     RUN(test_plan_errors);
     RUN(test_engine_synth);
     RUN(test_header_only_stream);
+    RUN(test_on_demand);
     RUN(test_kernels);
     RUN(test_testdata_models);
     wg_native_reset();

@@ -27,6 +27,9 @@ common options:
   --backend cpu|webgpu   where the model runs (default ${DEFAULT_BACKEND})
   --wasm FILE            engine.wasm to load (default build/wasm/engine.wasm)
   --cache DIR            keep downloaded shards in DIR (resumable, reused, offline)
+  --gpu-budget BYTES     GPU memory the WebGPU plan may use (K, M, G suffixes); a model
+                         over it keeps the layers that fit resident and streams the
+                         others from its files or the cache in every pass (slower)
 
 MODEL is a .gguf file, the first file of a llama.cpp split (*-00001-of-0000N.gguf),
 a shard directory made by "streamllm split" or its manifest.json, or an http(s)
@@ -64,6 +67,7 @@ const OPTS = [
   { key: 'wasm', names: ['--wasm'] },
   { key: 'cache', names: ['--cache'] },
   { key: 'adapterInfo', names: ['--adapter-info'], flag: true },
+  { key: 'gpuBudget', names: ['--gpu-budget'], bytes: true },
   { key: 'verbose', names: ['-v', '--verbose'], flag: true },
 ];
 
@@ -93,6 +97,11 @@ function parseArgs(argv) {
       const x = Number(v);
       if (v.trim() === '' || !(x >= lo && x <= hi)) throw new UsageError(`${a} expects a number in [${fmtG(lo)}, ${fmtG(hi)}], got '${v}'`);
       o[d.key] = x;
+    } else if (d.bytes) {
+      const m = /^(\d+(?:\.\d+)?)([KMG]i?B?)?$/i.exec(v.trim());
+      if (!m) throw new UsageError(`${a} expects a size in bytes (e.g. 512M, 2G), got '${v}'`);
+      const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m[2] ?? '').charAt(0).toUpperCase()];
+      o[d.key] = Math.floor(Number(m[1]) * unit);
     } else if (d.seed) {
       if (!/^\d+$/.test(v) || BigInt(v) >= 1n << 64n) throw new UsageError(`${a} expects a non-negative integer, got '${v}'`);
       o[d.key] = BigInt(v);
@@ -111,7 +120,8 @@ function fmtG(x) {
 }
 
 async function openEngine(o, nNeeded = 0) {
-  const engine = await Engine.create({ wasm: o.wasm ? new URL(o.wasm, `file://${process.cwd()}/`) : undefined, backend: o.backend ?? DEFAULT_BACKEND });
+  const gpu = o.gpuBudget !== undefined ? { budget: o.gpuBudget } : {};
+  const engine = await Engine.create({ wasm: o.wasm ? new URL(o.wasm, `file://${process.cwd()}/`) : undefined, backend: o.backend ?? DEFAULT_BACKEND, gpu });
   // the context as the native CLI sizes it: --ctx, else min(n_ctx_train,
   // 4096), grown to a sequence known up front
   try {
@@ -174,6 +184,8 @@ async function cmdRun(o) {
 
 function backendNote(engine, o) {
   if (engine.backendName === 'cpu') return `wasm cpu, 1 thread${o.threads > 1 ? `; -t ${o.threads} ignored` : ''}`;
+  const plan = engine.backend?.plan;
+  if (plan && plan.n_resident < plan.n_layer) return `${engine.backendName}, on demand: ${plan.n_resident} of ${plan.n_layer} layers resident`;
   return engine.backendName;
 }
 

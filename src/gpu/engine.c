@@ -1,6 +1,7 @@
 /* engine.c - the WebGPU backend (see gpu.h): buffers from the plan, kernels
  * and bind groups created once, dispatch programs recorded per shape bucket,
- * uploads, and the two-call evaluation of a step. */
+ * uploads, and the evaluation of a step: submitted whole, or, on demand,
+ * segment by segment while the host refills the stream buffers. */
 #include "gpu/gpu.h"
 
 #include "gpu/bridge.h"
@@ -24,8 +25,11 @@ typedef struct op_list {
 
 enum { PROG_DECODE, PROG_PREFILL_NONE, PROG_PREFILL_LAST, PROG_PREFILL_ALL };
 
+/* A recorded program: segment `seg` of a step of this kind and shape.
+ * Segment 0 is the embedding and the resident layers; segment k >= 1 is
+ * streamed layer n_resident + k - 1; the last one adds the output head. */
 typedef struct program {
-    int kind;
+    int kind, seg;
     uint32_t n_cap, n_splits;
     int32_t handle;
     int n_dispatches;
@@ -44,12 +48,21 @@ struct sl_gpu_engine {
     pipeline *pipes;
     int n_pipes, cap_pipes;
     op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm;
+    int *dec_start, *pre_start; /* [n_layer + 1]: first op of each layer in dec_layers / pre_layers */
     program *progs;
     int n_progs, cap_progs;
     int32_t n_past;
     int64_t pending_bytes;  /* read-back in flight (eval_begin done, eval_end not yet) */
     bool broken;            /* a submit failed: the KV cache is unknown */
     int last_dispatches;
+    /* the evaluation in progress (eval_begin until its last segment is submitted) */
+    bool active, all_logits;
+    int32_t *tok;           /* its tokens, copied */
+    int32_t n_tok, tok_cap, done; /* tokens, capacity, tokens whose batches are submitted */
+    int32_t nb;             /* tokens in the current batch */
+    int kind, seg;          /* the current batch's program kind and next segment */
+    uint32_t n_cap, n_splits;
+    int32_t stream_layer;   /* the streamed layer whose weights the host must upload now, or -1 */
 };
 
 sl_gpu_caps sl_gpu_device_caps(void) {
@@ -179,7 +192,7 @@ static int add_rmsnorm(sl_gpu_engine *e, op_list *l, sl_gpu_act in, wg_binding o
 }
 
 /* The ops of every layer, for decode (mat-vecs, split attention) or prefill. */
-static int build_layers(sl_gpu_engine *e, op_list *l, bool decode, sl_error *err) {
+static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, sl_error *err) {
     const sl_hparams *hp = &e->m->hp;
     const sl_gpu_plan *p = e->plan;
     const sl_gpu_kernel mk = decode ? SL_GK_MATVEC : SL_GK_MATMUL;
@@ -189,6 +202,7 @@ static int build_layers(sl_gpu_engine *e, op_list *l, bool decode, sl_error *err
                                .keys_per_split = (uint32_t)p->attn_keys_per_split,
                                .n_splits = (uint32_t)p->n_splits};
     for (int il = 0; il < hp->n_layer; il++) {
+        start[il] = l->n;
         const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),
                                  *wv = tensor(e, "blk.%d.attn_v.weight", il),
                                  *wo = tensor(e, "blk.%d.attn_output.weight", il),
@@ -252,6 +266,7 @@ static int build_layers(sl_gpu_engine *e, op_list *l, bool decode, sl_error *err
             add_matrix(e, l, mk, wd, bnd_act(e, 2, SL_ACT_UP), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
             return -1;
     }
+    start[hp->n_layer] = l->n;
     return 0;
 }
 
@@ -270,7 +285,11 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
                            bnd_act(e, 3, SL_ACT_X)};
         if (add_op(e, &e->embed, &d, b, 3, err)) return -1;
     }
-    if (build_layers(e, &e->dec_layers, true, err) || build_layers(e, &e->pre_layers, false, err) ||
+    e->dec_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->dec_start);
+    e->pre_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->pre_start);
+    if (!e->dec_start || !e->pre_start) return sl_err(err, "out of memory");
+    if (build_layers(e, &e->dec_layers, e->dec_start, true, err) ||
+        build_layers(e, &e->pre_layers, e->pre_start, false, err) ||
         add_rmsnorm(e, &e->final_norm, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_OUT), on, err) ||
         add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_XB_OUT),
                    bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err) ||
@@ -282,9 +301,10 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
 
 /* ---- programs ------------------------------------------------------------ */
 
-static void record_list(sl_gpu_engine *e, int32_t prog, const op_list *l, uint32_t n_tokens, uint32_t n_splits,
-                        int *count) {
-    for (int i = 0; i < l->n; i++) {
+/* Records ops [from, to) of list l. */
+static void record_list(sl_gpu_engine *e, int32_t prog, const op_list *l, int from, int to, uint32_t n_tokens,
+                        uint32_t n_splits, int *count) {
+    for (int i = from; i < to; i++) {
         uint32_t g[3];
         sl_gpu_kernel_grid(&l->v[i].desc, n_tokens, n_splits, e->plan->caps.max_workgroups, g);
         wg_program_dispatch(prog, l->v[i].pipeline, l->v[i].bind_group, g[0], g[1], g[2]);
@@ -292,10 +312,13 @@ static void record_list(sl_gpu_engine *e, int32_t prog, const op_list *l, uint32
     }
 }
 
-static const program *get_program(sl_gpu_engine *e, int kind, uint32_t n_cap, uint32_t n_splits, sl_error *err) {
+static int n_segments(const sl_gpu_plan *p) { return 1 + p->hp.n_layer - p->n_resident; }
+
+static const program *get_program(sl_gpu_engine *e, int kind, int seg, uint32_t n_cap, uint32_t n_splits,
+                                  sl_error *err) {
     for (int i = 0; i < e->n_progs; i++) {
         const program *pr = &e->progs[i];
-        if (pr->kind == kind && pr->n_cap == n_cap && pr->n_splits == n_splits) return pr;
+        if (pr->kind == kind && pr->seg == seg && pr->n_cap == n_cap && pr->n_splits == n_splits) return pr;
     }
     if (e->n_progs == e->cap_progs) {
         int nc = e->cap_progs ? 2 * e->cap_progs : 16;
@@ -313,12 +336,20 @@ static const program *get_program(sl_gpu_engine *e, int kind, uint32_t n_cap, ui
         return NULL;
     }
     int count = 0;
-    record_list(e, h, &e->embed, n_cap, n_splits, &count);
-    record_list(e, h, kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers, n_cap, n_splits, &count);
-    if (kind != PROG_PREFILL_NONE) record_list(e, h, &e->final_norm, n_cap, n_splits, &count);
-    if (kind == PROG_DECODE || kind == PROG_PREFILL_LAST) record_list(e, h, &e->out_mv, n_cap, n_splits, &count);
-    if (kind == PROG_PREFILL_ALL) record_list(e, h, &e->out_mm, n_cap, n_splits, &count);
-    e->progs[e->n_progs] = (program){kind, n_cap, n_splits, h, count};
+    const op_list *layers = kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers;
+    const int *start = kind == PROG_DECODE ? e->dec_start : e->pre_start;
+    const int R = e->plan->n_resident;
+    if (seg == 0) record_list(e, h, &e->embed, 0, e->embed.n, n_cap, n_splits, &count);
+    if (seg == 0) record_list(e, h, layers, start[0], start[R], n_cap, n_splits, &count);
+    else record_list(e, h, layers, start[R + seg - 1], start[R + seg], n_cap, n_splits, &count);
+    if (seg == n_segments(e->plan) - 1) {
+        const op_list *head = kind == PROG_PREFILL_ALL ? &e->out_mm : kind == PROG_PREFILL_NONE ? NULL : &e->out_mv;
+        if (head) {
+            record_list(e, h, &e->final_norm, 0, e->final_norm.n, n_cap, n_splits, &count);
+            record_list(e, h, head, 0, head->n, n_cap, n_splits, &count);
+        }
+    }
+    e->progs[e->n_progs] = (program){kind, seg, n_cap, n_splits, h, count};
     return &e->progs[e->n_progs++];
 }
 
@@ -363,6 +394,7 @@ sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *
         return NULL;
     }
     e->m = m;
+    e->stream_layer = -1;
     e->plan = sl_gpu_plan_build(m->gguf, &m->hp, p, &caps, err);
     if (!e->plan) goto fail;
     const sl_gpu_plan *pl = e->plan;
@@ -408,6 +440,9 @@ void sl_gpu_engine_free(sl_gpu_engine *e) {
             if (e->bufs[i]) wg_release(e->bufs[i]);
     free(e->bufs);
     free(e->uploaded);
+    free(e->dec_start);
+    free(e->pre_start);
+    free(e->tok);
     sl_gpu_plan_free(e->plan);
     free(e);
 }
@@ -460,6 +495,8 @@ int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, co
     if (!strcmp(name, "rope_freqs.weight")) return upload_rope_freqs(e, offset, data, len, err);
     const sl_gpu_tensor_plan *t = sl_gpu_plan_find(p, name);
     if (!t) return 1; /* not used on the GPU: skipped */
+    if (t->streamed && t->layer != e->stream_layer) return 1; /* its layer's turn has not come */
+    if (!t->streamed && e->stream_layer >= 0 && t->layer == e->stream_layer) return 1; /* resident already */
     uint64_t end;
     if (!sl_add_u64(offset, len, &end) || end > t->nbytes)
         return sl_err(err, "upload of '%s': bytes [%llu, +%llu) outside its %llu bytes", name,
@@ -500,6 +537,7 @@ int sl_gpu_upload_model(sl_gpu_engine *e, sl_error *err) {
     for (int i = 0; i < e->plan->n_tensors; i++) {
         const sl_gpu_tensor_plan *t = &e->plan->tensors[i];
         const sl_gguf_tensor *gt = sl_gguf_find_tensor(e->m->gguf, t->name);
+        if (t->streamed) continue; /* uploaded when its layer runs */
         if (!gt || !gt->data)
             return sl_err(err, "tensor '%s' has no data in memory (stream it with gpu_upload_tensor)", t->name);
         e->uploaded[i] = 0;
@@ -513,7 +551,7 @@ int sl_gpu_upload_model(sl_gpu_engine *e, sl_error *err) {
 int sl_gpu_check_uploaded(const sl_gpu_engine *e, sl_error *err) {
     if (e->m->rope_freqs_pending) return sl_err(err, "tensor 'rope_freqs.weight' is not uploaded");
     for (int i = 0; i < e->plan->n_tensors; i++)
-        if (e->uploaded[i] != e->plan->tensors[i].nbytes)
+        if (!e->plan->tensors[i].streamed && e->uploaded[i] != e->plan->tensors[i].nbytes)
             return sl_err(err, "tensor '%s' is not uploaded (%llu of %llu bytes)", e->plan->tensors[i].name,
                           (unsigned long long)e->uploaded[i], (unsigned long long)e->plan->tensors[i].nbytes);
     return 0;
@@ -527,10 +565,74 @@ static int device_error(sl_error *err) {
     return sl_err(err, "WebGPU: %s", msg);
 }
 
+/* Submits segments of the evaluation in progress until one needs a streamed
+ * layer's weights (e->stream_layer set: the host uploads them and calls
+ * eval_continue) or the evaluation is submitted whole. */
+static int advance(sl_gpu_engine *e, bool layer_ready, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const int32_t V = e->m->hp.n_vocab;
+    const int n_seg = n_segments(p);
+    while (e->active) {
+        if (e->seg == 0) {
+            /* a new batch: its program kind and shape, token ids and step uniform */
+            int32_t nb = e->n_tok - e->done < p->n_batch ? e->n_tok - e->done : p->n_batch;
+            bool last = e->done + nb == e->n_tok;
+            e->nb = nb;
+            e->kind = !last ? PROG_PREFILL_NONE
+                      : e->all_logits ? PROG_PREFILL_ALL
+                      : nb == 1 ? PROG_DECODE
+                                : PROG_PREFILL_LAST;
+            uint32_t n_kv = (uint32_t)(e->n_past + nb);
+            uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
+            e->n_cap = e->kind == PROG_DECODE ? 1 : pow2_at_least((uint32_t)nb, (uint32_t)p->n_batch);
+            e->n_splits = e->kind == PROG_DECODE ? pow2_at_least(need, (uint32_t)p->n_splits) : 0;
+            uint32_t ids[256];
+            for (int32_t i = 0; i < nb; i += 256) {
+                int32_t k = nb - i < 256 ? nb - i : 256;
+                for (int32_t j = 0; j < k; j++) ids[j] = (uint32_t)e->tok[e->done + i + j];
+                wg_buffer_write(e->bufs[p->buf_tokens], (double)i * 4, ids, (uint32_t)k * 4);
+            }
+            uint32_t step[4] = {(uint32_t)nb, (uint32_t)e->n_past, n_kv, 0};
+            wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
+        } else if (!layer_ready) {
+            /* the stream buffers must first hold this segment's layer */
+            e->stream_layer = p->n_resident + e->seg - 1;
+            for (int i = 0; i < p->n_tensors; i++)
+                if (p->tensors[i].streamed && p->tensors[i].layer == e->stream_layer) e->uploaded[i] = 0;
+            return 0;
+        }
+        layer_ready = false;
+        const program *pr = get_program(e, e->kind, e->seg, e->n_cap, e->n_splits, err);
+        if (!pr) {
+            e->active = false;
+            return -1;
+        }
+        const bool final = e->seg == n_seg - 1 && e->done + e->nb == e->n_tok;
+        double read = !final ? 0 : (double)(e->all_logits ? e->nb : 1) * V * 4;
+        if (wg_program_run(pr->handle, e->bufs[p->buf_logits], 0, read, e->bufs[p->buf_staging]) != 0) {
+            e->broken = true;
+            e->active = false;
+            return device_error(err);
+        }
+        e->last_dispatches = e->seg == 0 ? pr->n_dispatches : e->last_dispatches + pr->n_dispatches;
+        if (++e->seg == n_seg) {
+            e->seg = 0;
+            e->n_past += e->nb;
+            e->done += e->nb;
+            if (final) {
+                e->pending_bytes = (int64_t)read;
+                e->active = false;
+            }
+        }
+    }
+    return 0;
+}
+
 int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool all_logits, sl_error *err) {
     const sl_gpu_plan *p = e->plan;
     const int32_t V = e->m->hp.n_vocab;
     if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
+    if (e->active) return sl_err(err, "an evaluation is in progress (upload its layer, then gpu_eval_continue)");
     if (e->pending_bytes) return sl_err(err, "an evaluation is pending (call gpu_eval_end first)");
     if (n <= 0 || !tokens) return sl_err(err, "nothing to evaluate");
     if ((int64_t)e->n_past + n > p->n_ctx)
@@ -542,37 +644,52 @@ int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool a
         if (tokens[i] < 0 || tokens[i] >= V)
             return sl_err(err, "token id %d at position %d is out of range [0, %d)", tokens[i], i, V);
     if (sl_gpu_check_uploaded(e, err)) return -1;
+    if (n > e->tok_cap) {
+        int32_t *nt = realloc(e->tok, (size_t)n * sizeof *nt);
+        if (!nt) return sl_err(err, "out of memory");
+        e->tok = nt;
+        e->tok_cap = n;
+    }
+    memcpy(e->tok, tokens, (size_t)n * sizeof *tokens);
+    e->n_tok = n;
+    e->done = 0;
+    e->seg = 0;
+    e->all_logits = all_logits;
+    e->active = true;
+    e->stream_layer = -1;
+    return advance(e, false, err);
+}
 
-    uint32_t ids[256];
-    for (int32_t done = 0; done < n;) {
-        int32_t nb = n - done < p->n_batch ? n - done : p->n_batch;
-        bool last = done + nb == n;
-        int kind = !last ? PROG_PREFILL_NONE
-                   : all_logits ? PROG_PREFILL_ALL
-                   : nb == 1 ? PROG_DECODE
-                             : PROG_PREFILL_LAST;
-        uint32_t n_kv = (uint32_t)(e->n_past + nb);
-        uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
-        uint32_t n_cap = kind == PROG_DECODE ? 1 : pow2_at_least((uint32_t)nb, (uint32_t)p->n_batch);
-        uint32_t n_splits = kind == PROG_DECODE ? pow2_at_least(need, (uint32_t)p->n_splits) : 0;
-        const program *pr = get_program(e, kind, n_cap, n_splits, err);
-        if (!pr) return -1;
-        for (int32_t i = 0; i < nb; i += 256) {
-            int32_t k = nb - i < 256 ? nb - i : 256;
-            for (int32_t j = 0; j < k; j++) ids[j] = (uint32_t)tokens[done + i + j];
-            wg_buffer_write(e->bufs[p->buf_tokens], (double)i * 4, ids, (uint32_t)k * 4);
-        }
-        uint32_t step[4] = {(uint32_t)nb, (uint32_t)e->n_past, n_kv, 0};
-        wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
-        double read = !last ? 0 : (double)(all_logits ? nb : 1) * V * 4;
-        if (wg_program_run(pr->handle, e->bufs[p->buf_logits], 0, read, e->bufs[p->buf_staging]) != 0) {
-            e->broken = true;
-            return device_error(err);
-        }
-        e->last_dispatches = pr->n_dispatches;
-        e->n_past += nb;
-        done += nb;
-        if (last) e->pending_bytes = (int64_t)read;
+int32_t sl_gpu_eval_wants_layer(const sl_gpu_engine *e) { return e->active ? e->stream_layer : -1; }
+
+int sl_gpu_eval_continue(sl_gpu_engine *e, sl_error *err) {
+    if (!e->active || e->stream_layer < 0) return sl_err(err, "no evaluation is waiting for a layer");
+    const sl_gpu_plan *p = e->plan;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const sl_gpu_tensor_plan *t = &p->tensors[i];
+        if (t->streamed && t->layer == e->stream_layer && e->uploaded[i] != t->nbytes)
+            return sl_err(err, "tensor '%s' of streamed layer %d is not uploaded (%llu of %llu bytes)", t->name,
+                          e->stream_layer, (unsigned long long)e->uploaded[i], (unsigned long long)t->nbytes);
+    }
+    e->stream_layer = -1;
+    return advance(e, true, err);
+}
+
+void sl_gpu_eval_cancel(sl_gpu_engine *e) {
+    /* batches submitted whole stay in the cache (n_past counts them); the
+     * partial one wrote K/V only at positions the next evaluation rewrites */
+    e->active = false;
+    e->stream_layer = -1;
+}
+
+int sl_gpu_upload_layer(sl_gpu_engine *e, sl_error *err) {
+    if (e->stream_layer < 0) return sl_err(err, "no layer is wanted");
+    for (int i = 0; i < e->plan->n_tensors; i++) {
+        const sl_gpu_tensor_plan *t = &e->plan->tensors[i];
+        if (!t->streamed || t->layer != e->stream_layer) continue;
+        const sl_gguf_tensor *gt = sl_gguf_find_tensor(e->m->gguf, t->name);
+        if (!gt || !gt->data) return sl_err(err, "tensor '%s' has no data in memory", t->name);
+        if (sl_gpu_upload_tensor(e, t->name, 0, gt->data, t->nbytes, err) < 0) return -1;
     }
     return 0;
 }

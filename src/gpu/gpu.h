@@ -55,6 +55,19 @@ void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep);
  * all_logits the logits of every token come back (n <= plan->n_out), else
  * the last token's. Errors: bad ids, context overflow, an eval pending. */
 int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool all_logits, sl_error *err);
+/* On demand (plan->n_resident < n_layer), eval_begin submits the step up to
+ * the first streamed layer and returns; then, while eval_wants_layer gives a
+ * layer >= 0, the host uploads that layer's tensors (sl_gpu_upload_tensor
+ * takes a streamed layer's matrices only while it is wanted; the others
+ * return 1) and calls eval_continue, which submits it and goes on. The host
+ * reads the next layer while the GPU runs the previous one. eval_cancel
+ * abandons the evaluation (e.g. the weights could not be read); the context
+ * keeps the tokens of the batches submitted whole. */
+int32_t sl_gpu_eval_wants_layer(const sl_gpu_engine *e);
+int sl_gpu_eval_continue(sl_gpu_engine *e, sl_error *err);
+void sl_gpu_eval_cancel(sl_gpu_engine *e);
+/* Uploads the wanted layer from the model's data (which must be in memory). */
+int sl_gpu_upload_layer(sl_gpu_engine *e, sl_error *err);
 /* After the host awaited the bridge: copies the logits ([n][n_vocab] or
  * [n_vocab] floats) to `logits`. */
 int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err);

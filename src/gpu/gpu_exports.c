@@ -3,15 +3,18 @@
  * failure; statuses 0 / -1; error_message() says why). Called by
  * web/engine/webgpu.mjs.
  *
- *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding) -> engine
+ *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding, on_demand) -> engine
  *       plan, buffers, kernels for the loaded model m; budget (bytes, 0: none)
- *       refuses plans that exceed it; max_binding > 0 lowers the binding limit
+ *       refuses plans that exceed it, or with on_demand != 0 streams the
+ *       layers that do not fit; max_binding > 0 lowers the binding limit
  *   gpu_free(e)
  *   gpu_plan_bytes(e) -> f64, gpu_plan_summary(e) -> text, gpu_plan_json(e) -> text
  *   gpu_upload_model(e)                 every tensor from the model's host data
  *   gpu_upload_tensor(e, name, offset, ptr, len) -> 0, 1 (tensor not used), -1
- *   gpu_eval_begin(e, ids, n, all_logits), then after `await bridge.settle()`:
- *   gpu_eval_end(e, logits)
+ *   gpu_eval_begin(e, ids, n, all_logits); on demand, while
+ *   gpu_eval_wants_layer(e) >= 0: upload that layer's tensors, then
+ *   gpu_eval_continue(e) (gpu_eval_cancel(e) gives up); then after
+ *   `await bridge.settle()`: gpu_eval_end(e, logits)
  *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep)
  *   gpu_ktest_begin(...) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
  *   gpu_ktest_max_abs() -> the last test's largest error (kernel tests) */
@@ -26,7 +29,7 @@
 
 SL_EXPORT("gpu_new")
 sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_batch, int32_t n_out, double budget,
-                            double max_binding) {
+                            double max_binding, int32_t on_demand) {
     /* the model is not const to its owner; the engine completes header-only ones (rope factors) */
     sl_model *m = (sl_model *)sl_wasm_model_get(wm);
     if (!m) {
@@ -38,7 +41,7 @@ sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_ba
         return NULL;
     }
     sl_gpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .budget = (uint64_t)budget,
-                       .max_binding = (uint64_t)max_binding};
+                       .max_binding = (uint64_t)max_binding, .on_demand = on_demand != 0};
     return sl_gpu_engine_new(m, &p, sl_wasm_err());
 }
 
@@ -55,13 +58,16 @@ SL_EXPORT("gpu_plan_summary") const char *wasm_gpu_plan_summary(const sl_gpu_eng
     return sl_gpu_plan_summary(sl_gpu_engine_plan(e), plan_text, sizeof plan_text);
 }
 
-/* {"bytes", "buffers", "n_ctx", "n_batch", "n_out", "by_kind": {kind: bytes}} */
+/* {"bytes", "buffers", "n_ctx", "n_batch", "n_out", "n_layer", "n_resident",
+ *  "stream_bytes", "by_kind": {kind: bytes}} */
 SL_EXPORT("gpu_plan_json") const char *wasm_gpu_plan_json(const sl_gpu_engine *e) {
     if (!e) return "{}";
     const sl_gpu_plan *p = sl_gpu_engine_plan(e);
     int n = snprintf(plan_text, sizeof plan_text,
-                     "{\"bytes\":%llu,\"buffers\":%d,\"n_ctx\":%d,\"n_batch\":%d,\"n_out\":%d,\"by_kind\":{",
-                     (unsigned long long)p->total, p->n_buffers, p->n_ctx, p->n_batch, p->n_out);
+                     "{\"bytes\":%llu,\"buffers\":%d,\"n_ctx\":%d,\"n_batch\":%d,\"n_out\":%d,\"n_layer\":%d,"
+                     "\"n_resident\":%d,\"stream_bytes\":%llu,\"by_kind\":{",
+                     (unsigned long long)p->total, p->n_buffers, p->n_ctx, p->n_batch, p->n_out, p->hp.n_layer,
+                     p->n_resident, (unsigned long long)p->stream_bytes);
     for (int k = 0; k < SL_GPU_BUF_KIND_COUNT && n > 0 && (size_t)n < sizeof plan_text; k++)
         n += snprintf(plan_text + n, sizeof plan_text - (size_t)n, "%s\"%s\":%llu", k ? "," : "",
                       sl_gpu_buf_kind_name((sl_gpu_buf_kind)k), (unsigned long long)p->by_kind[k]);
@@ -91,6 +97,19 @@ SL_EXPORT("gpu_eval_begin")
 int32_t wasm_gpu_eval_begin(sl_gpu_engine *e, const int32_t *ids, int32_t n, int32_t all_logits) {
     if (!e) return sl_err(sl_wasm_err(), "gpu_eval_begin: no engine");
     return sl_gpu_eval_begin(e, ids, n, all_logits != 0, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_eval_wants_layer") int32_t wasm_gpu_eval_wants_layer(const sl_gpu_engine *e) {
+    return e ? sl_gpu_eval_wants_layer(e) : -1;
+}
+
+SL_EXPORT("gpu_eval_continue") int32_t wasm_gpu_eval_continue(sl_gpu_engine *e) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_eval_continue: no engine");
+    return sl_gpu_eval_continue(e, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_eval_cancel") void wasm_gpu_eval_cancel(sl_gpu_engine *e) {
+    if (e) sl_gpu_eval_cancel(e);
 }
 
 SL_EXPORT("gpu_eval_end") int32_t wasm_gpu_eval_end(sl_gpu_engine *e, float *logits) {

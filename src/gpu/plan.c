@@ -37,10 +37,17 @@ const char *sl_gpu_buf_kind_name(sl_gpu_buf_kind k) {
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+/* Matrix roles of a layer (the per-layer table in build()) and the chunks
+ * one role's matrix may have: bounds for the stream buffers' table. */
+#define MAX_ROLES 16
+#define MAX_STREAM_CHUNKS 64
+
 typedef struct builder {
     sl_gpu_plan *p;
     int cap_buffers, cap_tensors, cap_chunks;
     uint64_t vec_used;
+    /* on demand: the stream buffer of each (role, chunk), -1 until needed */
+    int32_t stream_buf[MAX_ROLES][MAX_STREAM_CHUNKS];
 } builder;
 
 static int add_buffer(builder *b, sl_gpu_buf_kind kind, int usage, uint64_t size, const char *name,
@@ -80,8 +87,32 @@ static const sl_gguf_tensor *find_checked(const sl_gguf *g, const char *name, in
     return t;
 }
 
+/* The buffer of chunk `ci` (bytes long) of a matrix: its own, or, for a
+ * streamed layer, the stream buffer of its role and chunk index, grown to
+ * the largest chunk that shares it. */
+static int chunk_buffer(builder *b, const sl_gpu_tensor_plan *tp, int role, int ci, uint64_t bytes, const char *bname,
+                        sl_error *err) {
+    if (!tp->streamed) return add_buffer(b, SL_GPU_BUF_WEIGHT, WG_USAGE_STORAGE, bytes, bname, err);
+    if (role < 0 || role >= MAX_ROLES || ci >= MAX_STREAM_CHUNKS)
+        return sl_err(err, "tensor '%s': too many chunks to stream it (binding limit too small)", tp->name);
+    int32_t *slot = &b->stream_buf[role][ci];
+    if (*slot < 0) {
+        /* "blk.N.attn_q.weight" -> "stream.attn_q.weight#ci" */
+        const char *role_name = strchr(tp->name + 4, '.');
+        char name[96];
+        snprintf(name, sizeof name, "stream.%s#%d", role_name ? role_name + 1 : tp->name, ci);
+        *slot = add_buffer(b, SL_GPU_BUF_WEIGHT, WG_USAGE_STORAGE, bytes, name, err);
+        return *slot;
+    }
+    sl_gpu_buffer_plan *bp = &b->p->buffers[*slot];
+    if (align_up(bytes, 4) > bp->size) bp->size = align_up(bytes, 4);
+    return *slot;
+}
+
+/* Adds tensor `name` ([rows][cols]) to the plan; layer >= 0 and role for
+ * layer tensors (-1 otherwise). Matrices of layers >= n_resident stream. */
 static int add_tensor(builder *b, const sl_gguf *g, const char *name, int64_t cols, int64_t rows, bool vector,
-                      bool required, sl_error *err) {
+                      bool required, int layer, int role, sl_error *err) {
     sl_gpu_plan *p = b->p;
     int status;
     const sl_gguf_tensor *t = find_checked(g, name, cols, rows, required, err, &status);
@@ -111,6 +142,8 @@ static int add_tensor(builder *b, const sl_gguf *g, const char *name, int64_t co
     if (tp->row_bytes == 0 || tp->nbytes != t->nbytes)
         return sl_err(err, "tensor '%s': %llu bytes do not match its shape", name, (unsigned long long)t->nbytes);
     tp->is_vector = vector;
+    tp->layer = layer;
+    tp->streamed = !vector && layer >= p->n_resident;
     if (vector) {
         tp->vec_offset = b->vec_used;
         b->vec_used = align_up(b->vec_used + (uint64_t)cols * 4, BIND_ALIGN);
@@ -146,12 +179,13 @@ static int add_tensor(builder *b, const sl_gguf *g, const char *name, int64_t co
         c->rows = nr;
         c->offset = (uint64_t)r0 * tp->row_bytes;
         c->bytes = (uint64_t)nr * tp->row_bytes;
-        int bi = add_buffer(b, SL_GPU_BUF_WEIGHT, WG_USAGE_STORAGE, c->bytes, bname, err);
+        int bi = chunk_buffer(b, tp, role, tp->n_chunks, c->bytes, bname, err);
         if (bi < 0) return -1;
         p->chunks[p->n_chunks].buffer = bi;
         p->n_chunks++;
         tp->n_chunks++;
     }
+    if (tp->streamed) p->stream_bytes += tp->nbytes;
     p->n_tensors++;
     return 0;
 }
@@ -224,14 +258,18 @@ static void plan_activations(sl_gpu_plan *p, uint64_t *arena_size) {
 
 /* ---- the plan ------------------------------------------------------------ */
 
-sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_params *params,
-                               const sl_gpu_caps *caps, sl_error *err) {
+/* The plan with layers [0, n_resident) resident, the rest streamed; the
+ * budget is not checked here. */
+static sl_gpu_plan *build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_params *params,
+                          const sl_gpu_caps *caps, int32_t n_resident, sl_error *err) {
     sl_gpu_plan *p = calloc(1, sizeof *p);
     if (!p) {
         sl_err(err, "out of memory");
         return NULL;
     }
     builder b = {.p = p};
+    memset(b.stream_buf, 0xff, sizeof b.stream_buf); /* all -1 */
+    p->n_resident = n_resident;
     p->hp = *hp;
     p->caps = *caps;
     if (params->max_binding > 0 && params->max_binding < p->caps.max_binding)
@@ -267,9 +305,9 @@ sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_
     const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim,
                   KD = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
     p->tied = sl_gguf_find_tensor(g, "output.weight") == NULL;
-    if (add_tensor(&b, g, "token_embd.weight", E, V, false, true, err) ||
-        add_tensor(&b, g, "output_norm.weight", E, 1, true, true, err) ||
-        add_tensor(&b, g, "output.weight", E, V, false, false, err))
+    if (add_tensor(&b, g, "token_embd.weight", E, V, false, true, -1, -1, err) ||
+        add_tensor(&b, g, "output_norm.weight", E, 1, true, true, -1, -1, err) ||
+        add_tensor(&b, g, "output.weight", E, V, false, false, -1, -1, err))
         goto fail;
     for (int l = 0; l < hp->n_layer; l++) {
         static const struct {
@@ -292,7 +330,8 @@ sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_
             bool required = lt[i].required || (hp->arch == SL_ARCH_QWEN2 && strstr(lt[i].fmt, ".bias")) ||
                             (hp->arch == SL_ARCH_QWEN3 && strstr(lt[i].fmt, "_norm.weight") &&
                              strstr(lt[i].fmt, "attn_"));
-            if (add_tensor(&b, g, name, dims[lt[i].cols], dims[lt[i].rows], lt[i].vector, required, err)) goto fail;
+            if (add_tensor(&b, g, name, dims[lt[i].cols], dims[lt[i].rows], lt[i].vector, required, l, (int)i, err))
+                goto fail;
         }
     }
     p->rope_freq_offset = b.vec_used;
@@ -356,15 +395,36 @@ sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_
         p->total += p->buffers[i].size;
         p->by_kind[p->buffers[i].kind] += p->buffers[i].size;
     }
-    if (params->budget > 0 && p->total > params->budget) {
-        char sum[512];
-        sl_err(err, "the model needs %.1f MiB of GPU memory but the budget is %.1f MiB (%s)",
-               (double)p->total / (1 << 20), (double)params->budget / (1 << 20),
-               sl_gpu_plan_summary(p, sum, sizeof sum));
-        goto fail;
-    }
     return p;
 fail:
+    sl_gpu_plan_free(p);
+    return NULL;
+}
+
+sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_params *params,
+                               const sl_gpu_caps *caps, sl_error *err) {
+    sl_gpu_plan *p = build(g, hp, params, caps, hp->n_layer, err);
+    if (!p || params->budget == 0 || p->total <= params->budget) return p;
+    char sum[512];
+    const double MiB = 1 << 20;
+    if (!params->on_demand) {
+        sl_err(err, "the model needs %.1f MiB of GPU memory but the budget is %.1f MiB (%s)", (double)p->total / MiB,
+               (double)params->budget / MiB, sl_gpu_plan_summary(p, sum, sizeof sum));
+        sl_gpu_plan_free(p);
+        return NULL;
+    }
+    /* on demand: as many leading layers resident as fit beside the stream
+     * buffers (one layer's matrices) and everything else */
+    const uint64_t full = p->total;
+    for (int32_t r = hp->n_layer - 1; r >= 0; r--) {
+        sl_gpu_plan_free(p);
+        p = build(g, hp, params, caps, r, err);
+        if (!p || p->total <= params->budget) return p;
+    }
+    sl_err(err, "the model needs %.1f MiB of GPU memory (%.1f MiB with its layers streamed one at a time) but the "
+                "budget is %.1f MiB (%s)",
+           (double)full / MiB, (double)p->total / MiB, (double)params->budget / MiB,
+           sl_gpu_plan_summary(p, sum, sizeof sum));
     sl_gpu_plan_free(p);
     return NULL;
 }
@@ -387,13 +447,17 @@ const sl_gpu_tensor_plan *sl_gpu_plan_find(const sl_gpu_plan *p, const char *nam
 
 char *sl_gpu_plan_summary(const sl_gpu_plan *p, char *buf, size_t cap) {
     const double MiB = 1 << 20;
-    snprintf(buf, cap,
-             "gpu plan: %.1f MiB in %d buffers (weights %.1f, kv %.1f for %d tokens, activations %.1f for "
-             "%d tokens, rope %.1f, logits+staging %.1f, vectors %.2f)",
-             (double)p->total / MiB, p->n_buffers, (double)p->by_kind[SL_GPU_BUF_WEIGHT] / MiB,
-             (double)p->by_kind[SL_GPU_BUF_KV] / MiB, p->n_ctx, (double)p->by_kind[SL_GPU_BUF_ACTIVATIONS] / MiB,
-             p->n_batch, (double)p->by_kind[SL_GPU_BUF_ROPE] / MiB,
-             (double)(p->by_kind[SL_GPU_BUF_LOGITS] + p->by_kind[SL_GPU_BUF_STAGING]) / MiB,
-             (double)p->by_kind[SL_GPU_BUF_VECTORS] / MiB);
+    int n = snprintf(buf, cap,
+                     "gpu plan: %.1f MiB in %d buffers (weights %.1f, kv %.1f for %d tokens, activations %.1f for "
+                     "%d tokens, rope %.1f, logits+staging %.1f, vectors %.2f)",
+                     (double)p->total / MiB, p->n_buffers, (double)p->by_kind[SL_GPU_BUF_WEIGHT] / MiB,
+                     (double)p->by_kind[SL_GPU_BUF_KV] / MiB, p->n_ctx,
+                     (double)p->by_kind[SL_GPU_BUF_ACTIVATIONS] / MiB, p->n_batch,
+                     (double)p->by_kind[SL_GPU_BUF_ROPE] / MiB,
+                     (double)(p->by_kind[SL_GPU_BUF_LOGITS] + p->by_kind[SL_GPU_BUF_STAGING]) / MiB,
+                     (double)p->by_kind[SL_GPU_BUF_VECTORS] / MiB);
+    if (p->n_resident < p->hp.n_layer && n > 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, "; on demand: %d of %d layers resident, %.1f MiB streamed per pass",
+                 p->n_resident, p->hp.n_layer, (double)p->stream_bytes / MiB);
     return buf;
 }

@@ -14,7 +14,14 @@
  *   writes it to the last op that reads it, and activations whose lifetimes
  *   do not overlap share bytes (first fit, largest first).
  * - logits [n_out][n_vocab] f32 and the readback staging buffer of the
- *   same size, the step uniform and the token ids of a step. */
+ *   same size, the step uniform and the token ids of a step.
+ *
+ * On-demand mode (params.on_demand): when everything does not fit the
+ * budget, layers [0, n_resident) keep their own weight buffers and the
+ * matrices of layers [n_resident, n_layer) share one set of "stream" buffers
+ * (per matrix role and chunk, as large as the largest layer needs), refilled
+ * from the host before each of those layers runs (gpu.h). Norms, biases, KV
+ * caches and everything else stay resident. */
 #ifndef SL_GPU_PLAN_H
 #define SL_GPU_PLAN_H
 
@@ -42,6 +49,7 @@ typedef struct sl_gpu_params {
     int32_t n_out;        /* logits rows one step can return; <= 0: 1 (the last token) */
     uint64_t budget;      /* bytes the plan may use; 0: no limit */
     uint64_t max_binding; /* > 0: use this binding limit instead of the device's (tests) */
+    bool on_demand;       /* over the budget: stream layers instead of refusing */
 } sl_gpu_params;
 
 typedef enum sl_gpu_buf_kind {
@@ -78,6 +86,8 @@ typedef struct sl_gpu_tensor_plan {
     int64_t cols, rows;
     uint64_t row_bytes, nbytes;
     bool is_vector;         /* stored as f32 in the vectors buffer */
+    int32_t layer;          /* blk.N tensors: N; others: -1 */
+    bool streamed;          /* a matrix of a streamed layer: its chunks are in the stream buffers */
     int32_t first_chunk, n_chunks; /* matrices: plan->chunks[first_chunk..] */
     uint64_t vec_offset;    /* vectors: byte offset in the vectors buffer (cols * 4 bytes) */
 } sl_gpu_tensor_plan;
@@ -111,6 +121,8 @@ typedef struct sl_gpu_plan {
     bool tied;              /* the output head is token_embd */
     int32_t attn_keys_per_split; /* decode attention: keys per workgroup */
     int32_t n_splits;       /* ceil(n_ctx / attn_keys_per_split) */
+    int32_t n_resident;     /* layers with their own weight buffers; n_layer unless on demand */
+    uint64_t stream_bytes;  /* weight bytes re-uploaded per pass through the layers (on demand) */
 
     sl_gpu_buffer_plan *buffers;
     int n_buffers;
@@ -130,7 +142,9 @@ typedef struct sl_gpu_plan {
 
 /* Builds the plan. The tensors the engine uses must be in g with shapes that
  * match hp; their data is not needed. Fails with a clear message when the
- * total exceeds params->budget, or when a single row, a layer's KV cache or
+ * total exceeds params->budget (with on_demand: when it does so even with a
+ * single layer's matrices on the GPU at a time; otherwise as many leading
+ * layers stay resident as fit), or when a single row, a layer's KV cache or
  * the RoPE table cannot fit one binding. */
 sl_gpu_plan *sl_gpu_plan_build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_params *params,
                                const sl_gpu_caps *caps, sl_error *err);

@@ -44,7 +44,7 @@ for (const model of MODELS) {
 
 test('a plan over the budget is refused before any weight is uploaded', async (t) => {
   if (!(await requireGpu(t)) || !hasTestdata()) return requireTestdata(t);
-  const factory = await webgpuBackend({ budget: 1 << 20 });
+  const factory = await webgpuBackend({ budget: 1 << 20, onDemand: false });
   const engine = await Engine.create({ wasm, backend: factory });
   await assert.rejects(engine.load(path.join(TESTDATA, 'models/sv-llama-q8_0.gguf')),
     /needs [\d.]+ MiB of GPU memory but the budget is 1\.0 MiB/);

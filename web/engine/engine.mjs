@@ -224,7 +224,8 @@ export class Engine {
       this.free();
       throw e;
     } finally {
-      for (const s of sources) await s.close?.();
+      // an on-demand GPU context reads the files again in every pass and closes them itself
+      if (!this.backend?.ownsSources) for (const s of sources) await s.close?.();
     }
     return this.info;
   }
@@ -260,7 +261,9 @@ export class Engine {
         begin: () => {
           const sources = sizes.map((size, k) => rv.source(k, size, `file ${k + 1}`));
           started = (async () => {
-            await this.factory.load({ mod, model: this.model, sources, name });
+            // on-demand layers are read again from the manager (its cache)
+            const reread = wm.fileSource ? (k) => wm.fileSource(k) : null;
+            await this.factory.load({ mod, model: this.model, sources, name, reread });
             await context();
           })();
           started.then(() => rv.close(), (e) => rv.fail(e));

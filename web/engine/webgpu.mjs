@@ -280,44 +280,66 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
 
 // ---- the backend factory (see src/wasm/README.md, "The JS backend contract") ----
 
-// Every tensor the engine uses, from its file to its GPU buffers, in pieces
-// of at most `chunk` bytes (a multiple of 4) through one wasm buffer.
-async function streamWeights(mod, model, e, sources, chunk) {
+// The model's tensors as the uploader needs them: { name (a C string in
+// wasm memory, alive with the model), bytes, offset, file, layer (blk.N: N,
+// else -1) }.
+function tensorList(mod, model) {
+  const ex = mod.exports;
+  const n = mod.status(ex.model_n_tensors(model));
+  const list = [];
+  for (let i = 0; i < n; i++) {
+    const name = mod.handle(ex.model_tensor_name(model, i));
+    const m = /^blk\.(\d+)\./.exec(mod.string(name));
+    list.push({
+      name, bytes: ex.model_tensor_bytes(model, i), offset: ex.model_tensor_offset(model, i),
+      file: ex.model_tensor_file(model, i), layer: m ? Number(m[1]) : -1,
+    });
+  }
+  return list;
+}
+
+// Uploads tensors from their files to their GPU buffers, in pieces of at
+// most `chunk` bytes (a multiple of 4) through one wasm buffer; tensors the
+// engine does not take now (not used on the GPU, or a streamed layer's that
+// is not wanted yet) are skipped without reading them. Returns the bytes
+// uploaded.
+async function uploadTensors(mod, e, tensors, sources, chunk) {
   const ex = mod.exports;
   chunk = Math.max(4, chunk - (chunk % 4));
-  const n = mod.status(ex.model_n_tensors(model));
   let cap = 0;
   let staging = 0;
+  let uploaded = 0;
   try {
-    for (let i = 0; i < n; i++) {
-      const name = mod.handle(ex.model_tensor_name(model, i)); // a C string in wasm memory
-      if (mod.status(ex.gpu_upload_tensor(e, name, 0, 0, 0)) === 1) continue; // not used on the GPU
-      const bytes = ex.model_tensor_bytes(model, i);
-      const offset = ex.model_tensor_offset(model, i);
-      const src = sources[ex.model_tensor_file(model, i)];
+    for (const t of tensors) {
+      if (mod.status(ex.gpu_upload_tensor(e, t.name, 0, 0, 0)) === 1) continue;
       // vectors and rope factors must come whole; they are small
-      const piece = bytes <= (1 << 20) ? bytes : chunk;
+      const piece = t.bytes <= (1 << 20) ? t.bytes : chunk;
       if (piece > cap) {
         if (staging) mod.free(staging);
         staging = 0;
         staging = mod.alloc(piece);
         cap = piece;
       }
-      for (let done = 0; done < bytes; done += piece) {
-        const len = Math.min(piece, bytes - done);
-        await src.readInto(offset + done, new Uint8Array(mod.memory.buffer, staging, len));
-        mod.status(ex.gpu_upload_tensor(e, name, done, staging, len));
+      const src = sources[t.file];
+      for (let done = 0; done < t.bytes; done += piece) {
+        const len = Math.min(piece, t.bytes - done);
+        await src.readInto(t.offset + done, new Uint8Array(mod.memory.buffer, staging, len));
+        mod.status(ex.gpu_upload_tensor(e, t.name, done, staging, len));
+        uploaded += len;
       }
     }
   } finally {
     if (staging) mod.free(staging);
   }
+  return uploaded;
 }
 
 // options: gpu/dawnPath/dawnFlags (which WebGPU), budget (bytes the plan may
-// use, 0: no limit), nOut (logits rows per read-back when all logits are
-// wanted, default 64), maxBinding (lower the binding limit: tests),
-// disableFeatures (e.g. ['shader-f16']).
+// use, 0: no limit), onDemand (default true: a model over the budget keeps
+// the layers that fit on the GPU and streams the others from its files or
+// the weight cache in every forward pass; false: refused), nOut (logits rows
+// per read-back when all logits are wanted, default 64), maxBinding (lower
+// the binding limit: tests), disableFeatures (e.g. ['shader-f16']).
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT and
 // $STREAMLLM_GPU_MAX_BINDING set budget, nOut and maxBinding when the
 // options do not.
@@ -348,24 +370,30 @@ export async function webgpuBackend(options = {}) {
     // from the sources straight to the GPU buffers the plan gives them
     // (newContext, once the context size is known), through a bounded
     // staging area in wasm memory. The sources stay open until newContext
-    // returned (engine.mjs closes them after it).
-    async load({ mod, model, sources, name = null }) {
+    // returned (engine.mjs closes them after it, unless the context keeps
+    // them: ownsSources). reread (optional, (k) -> source of file k) gives
+    // the files again for on-demand layers when the sources can be read
+    // only once (a download).
+    async load({ mod, model, sources, name = null, reread = null }) {
       const nm = name ? mod.allocString(name) : null;
       try {
         mod.status(mod.exports.model_load(model, nm ? nm.ptr : 0));
       } finally {
         if (nm) mod.free(nm.ptr);
       }
-      pendingSources = sources;
+      pendingSources = { sources, reread };
     },
     async newContext({ mod = modRef, model, nCtx = 0, nBatch = 0 }) {
       const ex = mod.exports;
-      const sources = pendingSources;
+      if (!pendingSources) throw new EngineError('webgpu: newContext without load');
+      const { sources, reread } = pendingSources;
       pendingSources = null;
-      if (!sources) throw new EngineError('webgpu: newContext without load');
-      const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0, options.maxBinding ?? 0));
+      const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0,
+        options.maxBinding ?? 0, options.onDemand === false ? 0 : 1));
+      const tensors = tensorList(mod, model);
+      const chunk = options.uploadChunk ?? (16 << 20);
       try {
-        await streamWeights(mod, model, e, sources, options.uploadChunk ?? (16 << 20));
+        await uploadTensors(mod, e, tensors, sources, chunk);
         mod.status(ex.gpu_check_uploaded(e));
         await bridge.settle();
         bridge.check('WebGPU setup');
@@ -376,8 +404,27 @@ export async function webgpuBackend(options = {}) {
       const plan = JSON.parse(mod.string(ex.gpu_plan_json(e)));
       const nVocab = ex.model_n_vocab(model);
       const nOut = ex.gpu_n_out(e);
+      // on demand: the streamed layers' tensors, read again in every pass
+      const onDemand = plan.n_resident < plan.n_layer;
+      const layerSources = onDemand ? (reread ? sources.map((_, k) => reread(k)) : sources) : null;
+      const byLayer = new Map();
+      for (const t of tensors) if (t.layer >= plan.n_resident) byLayer.set(t.layer, [...(byLayer.get(t.layer) ?? []), t]);
+      const stats = { streamedLayers: 0, streamedBytes: 0, streamSeconds: 0 };
       const step = async (idsPtr, n, logitsPtr, all) => {
         mod.status(ex.gpu_eval_begin(e, idsPtr, n, all ? 1 : 0));
+        for (let l; (l = ex.gpu_eval_wants_layer(e)) >= 0;) {
+          // the GPU runs the previous segment meanwhile
+          const t0 = performance.now();
+          try {
+            stats.streamedBytes += await uploadTensors(mod, e, byLayer.get(l) ?? [], layerSources, chunk);
+          } catch (err) {
+            ex.gpu_eval_cancel(e);
+            throw err;
+          }
+          stats.streamSeconds += (performance.now() - t0) / 1000;
+          stats.streamedLayers++;
+          mod.status(ex.gpu_eval_continue(e));
+        }
         await bridge.settle();
         mod.status(ex.gpu_eval_end(e, logitsPtr));
       };
@@ -386,10 +433,18 @@ export async function webgpuBackend(options = {}) {
         plan,
         planSummary: mod.string(ex.gpu_plan_summary(e)),
         bridge,
+        // on demand: the layers streamed so far, their bytes, the time spent reading them
+        streamStats: stats,
+        // the context reads the model's files again in every pass: the
+        // engine must not close them before free()
+        ownsSources: onDemand && !reread,
         nCtx: () => ex.gpu_n_ctx(e),
         nPast: () => ex.gpu_n_past(e),
         truncate: (n) => ex.gpu_truncate(e, n),
-        free: () => ex.gpu_free(e),
+        free: () => {
+          ex.gpu_free(e);
+          if (onDemand) for (const src of layerSources) Promise.resolve(src?.close?.()).catch(() => {});
+        },
         async eval(idsPtr, n, logitsPtr, allLogits) {
           if (!allLogits || n <= nOut) return step(idsPtr, n, logitsPtr, allLogits);
           // all logits of a long sequence: nOut rows per read-back

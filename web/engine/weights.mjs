@@ -253,7 +253,7 @@ export class StreamWeightManager {
     this.rawManifest = null;
     this.shards = null;
     this.readers = new Map(); // key -> reader, kept open for readTensor
-    this.counters = { networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0 };
+    this.counters = { networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, rereadBytes: 0 };
     this.progress = null;
   }
 
@@ -1042,6 +1042,30 @@ export class StreamWeightManager {
         await stage.flush();
       }
     }
+  }
+
+  // File k of the model (shard k) as a byte source { name, size,
+  // readInto(offset, dest), close() }: from the cached shard, or by Range
+  // from the network without one. The WebGPU backend reads on-demand
+  // layers through it in every forward pass.
+  fileSource(k) {
+    if (!this.shards?.[k]) throw new WeightError(`no file ${k + 1} in the model`);
+    const sh = this.shards[k];
+    return {
+      name: sh.file,
+      size: sh.bytes,
+      readInto: async (offset, dest) => {
+        const r = await this.#reader(sh);
+        if (r) {
+          if ((await r.readInto(offset, dest)) !== dest.length) throw new WeightError(`${sh.file}: cached copy too short`);
+        } else {
+          await this.#download(sh, offset, offset + dest.length, (chunk, at) => dest.set(chunk, at - offset));
+        }
+        this.counters.rereadBytes += dest.length;
+        return dest.length;
+      },
+      close: () => {},
+    };
   }
 
   async #reader(sh) {
