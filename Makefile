@@ -109,6 +109,7 @@ $(WASM_BUILD)/obj-mt/%.o: %.c
 	$(WASM_CC) $(WASM_CFLAGS) -matomics -mbulk-memory -MMD -MP -c $< -o $@
 $(WASM_BUILD)/engine-mt.wasm: $(WASM_MT_OBJ)
 	$(WASM_CC) $(WASM_LDFLAGS) -Wl,--shared-memory -Wl,--import-memory -Wl,--no-check-features $(WASM_MT_OBJ) -o $@
+	cp $@ web/engine/engine-mt.wasm  # the page's CPU threads (cross-origin isolated)
 -include $(WASM_MT_OBJ:.o=.d)
 
 # Everything CI runs, with one grand total (scripts/check.sh).

@@ -3,9 +3,12 @@
 # Chromium: tests/browser/chat.mjs serves stories260K with `streamllm serve`
 # (cross-origin isolated) and through a proxy without COOP/COEP, loads the
 # model in the page (CPU, and WebGPU on Chromium's SwiftShader), checks
-# llama.cpp's reference continuation, stop, long tasks, chat turns, the API,
-# the embedding example and an offline reload. Screenshots land in
-# $BUILD/test-logs/chat-*.png. Needs chromium, node, playwright-core,
+# llama.cpp's reference continuation (on WebGPU too, whole and exact, in the
+# page's Worker, ring and postMessage), stop, no main-thread long task in any
+# generation, where the download's bytes came from, chat turns, the API, a
+# GPU device lost mid-stream, the embedding example and an offline reload.
+# Screenshots land in $BUILD/test-logs/chat-*.png. Chromium starts through
+# tests/browser/chromium-foreground.sh. Needs chromium, node, playwright-core,
 # build/wasm/engine.wasm and the shared test data; without them it says so
 # loudly and skips (a failure under CI=true). Prints "N passed, N failed".
 set -u

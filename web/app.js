@@ -6,6 +6,7 @@
 // (data-engine, data-generating) for tests and styles.
 
 import { createEngine, detectDevice, listCachedModels, deleteCachedModel, cacheUsage } from './stream-llm.js';
+import { renderMarkdown, appendText } from './markdown.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -52,44 +53,15 @@ function fmtSeconds(s) {
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 function fmtParams(n) {
   if (!n) return '?';
   if (n >= 1e9) return `${(n / 1e9).toFixed(1)}B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
   return `${(n / 1e3).toFixed(0)}K`;
-}
-
-// ---- markdown-safe rendering: a few constructs, built as DOM nodes -----------------
-
-// Inline `code` and **bold** inside a paragraph; everything else is text.
-function renderInline(parent, text) {
-  for (const part of text.split(/(`[^`\n]+`|\*\*[^*\n]+\*\*)/)) {
-    if (!part) continue;
-    if (part.length > 2 && part.startsWith('`') && part.endsWith('`')) parent.append(el('code', { text: part.slice(1, -1) }));
-    else if (part.length > 4 && part.startsWith('**') && part.endsWith('**')) parent.append(el('strong', { text: part.slice(2, -2) }));
-    else parent.append(document.createTextNode(part));
-  }
-}
-
-// Paragraphs and ``` fenced code blocks (an unclosed fence, while streaming,
-// is shown as code too).
-function renderMarkdown(container, text) {
-  const nodes = [];
-  text.split('```').forEach((part, i) => {
-    if (i % 2 === 1) {
-      const nl = part.indexOf('\n');
-      const code = nl >= 0 && /^[\w+#.-]*$/.test(part.slice(0, nl)) ? part.slice(nl + 1) : part;
-      nodes.push(el('pre', {}, el('code', { text: code.replace(/\n$/, '') })));
-      return;
-    }
-    for (const para of part.split(/\n{2,}/)) {
-      if (!para.trim()) continue;
-      const p = el('p');
-      renderInline(p, para.replace(/^\n+|\n+$/g, ''));
-      nodes.push(p);
-    }
-  });
-  container.replaceChildren(...nodes);
 }
 
 // ---- network / offline indicator ------------------------------------------------------
@@ -148,7 +120,7 @@ function renderDevice() {
     add('runs on', 'CPU (WebAssembly), slower', 'slow');
     const why = info?.fallbackReason ?? d?.reason;
     if (why) add('why', why);
-    add('threads', '1 (single-threaded for now)');
+    if (info?.threads) add('threads', info.threads > 1 ? `${info.threads} (Workers sharing the wasm memory)` : '1 (more: createEngine({ threads }) on a cross-origin isolated page)');
   }
   if (d?.cores) add('cores', String(d.cores));
   if (d?.deviceMemoryGiB) add('memory', `≥ ${d.deviceMemoryGiB} GiB (as the browser reports)`);
@@ -256,6 +228,8 @@ function showProgress(p) {
   if (p.bytesTotal) state.lastProgress = p;
   const bar = $('dl-bar');
   const text = $('dl-text');
+  // 'reload': the model loading again after a GPU device loss, in steps
+  const phase = p.phase === 'reload' ? p.step : p.phase;
   if (p.phase === 'warning') {
     console.warn('stream-llm:', p.text);
     return;
@@ -264,17 +238,20 @@ function showProgress(p) {
     bar.value = p.progress ?? 0;
     const parts = [`${fmtBytes(p.bytesDone)} / ${fmtBytes(p.bytesTotal)}`];
     if (p.speed) parts.push(`${fmtBytes(p.speed)}/s`);
-    if (p.eta != null && p.phase !== 'done') parts.push(`ETA ${fmtSeconds(p.eta)}`);
+    if (p.eta != null && phase !== 'done') parts.push(`ETA ${fmtSeconds(p.eta)}`);
     const src = sourceText(p);
     if (src) parts.push(src);
-    text.textContent = parts.join(' · ');
-    document.body.dataset.download = p.phase === 'done' ? 'done' : 'active';
+    text.textContent = (p.phase === 'reload' ? 'loading the model again: ' : '') + parts.join(' · ');
+    // the numbers behind the words (tests read them)
+    $('download').dataset.networkBytes = String(p.networkBytes ?? 0);
+    $('download').dataset.cacheBytes = String(p.cacheBytes ?? 0);
+    document.body.dataset.download = phase === 'done' ? 'done' : 'active';
   } else if (p.text) {
-    text.textContent = p.text;
-  } else if (p.phase) {
-    text.textContent = p.phase === 'manifest' ? 'reading the manifest…' : p.phase === 'headers' ? 'reading the model header…' : p.phase;
+    text.textContent = (p.phase === 'reload' ? 'GPU device lost, loading the model again: ' : '') + p.text;
+  } else if (phase) {
+    text.textContent = phase === 'manifest' ? 'reading the manifest…' : phase === 'headers' ? 'reading the model header…' : phase;
   }
-  if (p.phase === 'ready') bar.value = 1;
+  if (phase === 'ready') bar.value = 1;
 }
 
 async function loadSelected() {
@@ -285,6 +262,7 @@ async function loadSelected() {
   $('download').hidden = false;
   $('dl-bar').removeAttribute('value');
   $('dl-text').textContent = `loading ${m.name}…`;
+  if (!$('log').querySelector('.msg')) $('hint').textContent = `Loading ${m.name}: it is downloaded once and kept in this browser.`;
   state.lastProgress = null;
   document.body.dataset.engine = 'loading';
   setComposer(false);
@@ -297,7 +275,7 @@ async function loadSelected() {
   try {
     const t0 = performance.now();
     const engine = await createEngine({
-      model: m.manifest, backend: $('backend').value, onProgress: showProgress,
+      model: m.manifest, backend: $('backend').value, onProgress: showProgress, onDeviceLost: deviceLost,
       transport: params.get('transport') ?? 'auto', // ?transport=postMessage: compare with the ring
       chatTemplate: params.get('chat_template') ?? undefined, // ?chat_template=chatml: for models without one
     });
@@ -322,6 +300,7 @@ async function loadSelected() {
     $('prompt').focus();
   } catch (e) {
     document.body.dataset.engine = 'error';
+    $('hint').replaceChildren(...pickHint.map((n) => n.cloneNode(true)));
     const box = $('load-error');
     box.textContent = `${e.name}: ${e.message}`;
     box.hidden = false;
@@ -330,6 +309,23 @@ async function loadSelected() {
     renderDevice();
     renderModels();
     refreshCache();
+  }
+}
+
+// The GPU device was lost: the engine loads the model again by itself
+// (its progress shows in the download bar); say so, and what came of it.
+async function deviceLost(n) {
+  $('download').hidden = false;
+  $('dl-text').textContent = n.text;
+  document.body.dataset.engine = n.kind === 'device-lost' ? 'recovering' : n.kind === 'recovered' ? 'ready' : 'error';
+  if (n.kind === 'recovery-failed') {
+    const box = $('load-error');
+    box.textContent = `${n.text}. Press Load to try again.`;
+    box.hidden = false;
+  }
+  if (n.kind === 'recovered' && state.engine) {
+    state.info = await state.engine.info();
+    renderDevice();
   }
 }
 
@@ -345,6 +341,13 @@ function setComposer(on) {
 function scrollToEnd() {
   const log = $('log');
   log.scrollTop = log.scrollHeight;
+}
+
+// Whether the transcript is scrolled to its end: new text keeps it there;
+// someone reading further up is left alone.
+function atEnd() {
+  const log = $('log');
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 48;
 }
 
 function addUserMessage(text) {
@@ -391,18 +394,26 @@ async function send() {
   const t0 = performance.now();
   let ttft = null;
   let answer = '';
+  let shown = 0; // of answer, in raw mode
   let dirty = false;
   let frame = 0;
+  // Once per frame at most: what arrived since the last one is appended
+  // (the page's only work while the model runs).
   const paint = () => {
     frame = 0;
     if (!dirty) return;
     dirty = false;
-    if (rawText) rawText.textContent = answer;
-    else renderMarkdown(out, answer);
+    const follow = atEnd(); // read before writing: no extra layout
+    if (rawText) {
+      appendText(rawText, answer.slice(shown));
+      shown = answer.length;
+    } else {
+      renderMarkdown(out, answer);
+    }
     const secs = (performance.now() - t0) / 1000;
     const toks = state.stream?.tokens ?? 0;
-    $('stats').textContent = `${toks} tokens · ${fmtSeconds(secs)}${ttft !== null ? ` · first token after ${fmtSeconds(ttft / 1000)}` : ''}`;
-    scrollToEnd();
+    $('stats').textContent = `${plural(toks, 'token')} · ${fmtSeconds(secs)}${ttft !== null ? ` · first token after ${fmtSeconds(ttft / 1000)}` : ''}`;
+    if (follow) scrollToEnd();
   };
   let finish = null;
   let usage = null;
@@ -427,7 +438,6 @@ async function send() {
   } catch (e) {
     msg.classList.add('error');
     note.textContent = `${e.name}: ${e.message}`;
-    if (e.name === 'DeviceLostError') note.textContent += ' — reload the model.';
   } finally {
     if (frame) cancelAnimationFrame(frame);
     dirty = true;
@@ -446,7 +456,7 @@ async function send() {
     const x = usage.extra ?? {};
     const tps = x.decode_tokens_per_s;
     const stats = [
-      `${usage.completion_tokens} tokens`,
+      plural(usage.completion_tokens, 'token'),
       tps ? `${tps.toFixed(1)} tokens/s` : null,
       ttft !== null ? `first token ${fmtSeconds(ttft / 1000)}` : null,
       x.prefill_tokens_per_s ? `prompt ${usage.prompt_tokens} tokens (${usage.prompt_tokens_details?.cached_tokens ?? 0} cached) at ${x.prefill_tokens_per_s.toFixed(0)}/s` : null,
@@ -532,10 +542,18 @@ addEventListener('keydown', (ev) => {
 
 document.body.dataset.engine = 'none';
 document.body.dataset.generating = 'false';
+const pickHint = [...$('hint').childNodes].map((n) => n.cloneNode(true)); // "Pick a model and press Load..."
+
 updateNet();
 updateIsolation();
 const params = new URLSearchParams(location.search);
 if (params.get('backend')) $('backend').value = params.get('backend');
+// ?test_hooks=1: what tests/browser/chat.mjs needs beyond the page itself
+if (params.get('test_hooks')) globalThis.streamLLMTestHooks = { loseDevice: () => state.engine?._loseDeviceForTesting() };
+// a phone (or a window made narrow) with a model loaded: the chat gets the room
+matchMedia('(max-width: 720px)').addEventListener('change', (ev) => {
+  if (ev.matches && state.engine) $('device-box').open = $('cache-box').open = false;
+});
 state.device = await detectDevice();
 renderDevice();
 await loadModels();

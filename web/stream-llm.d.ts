@@ -5,8 +5,11 @@
 export type Backend = 'auto' | 'webgpu' | 'cpu';
 
 export interface LoadProgress {
-  /** 'engine' (starting the backend), 'manifest', 'headers', 'tensors', 'done', 'ready'; 'warning' carries text only. */
+  /** 'engine' (starting the backend), 'manifest', 'headers', 'tensors', 'done', 'ready'; 'warning' carries text only;
+   *  'reload': the model loading again after a GPU device loss (or reload()), its own phase in `step`. */
   phase: string;
+  /** With phase 'reload': the phase of that load. */
+  step?: string;
   /** Bytes of the model in place so far, and in all. */
   bytesDone?: number;
   bytesTotal?: number;
@@ -37,6 +40,11 @@ export interface CreateEngineOptions {
   backend?: Backend;
   /** Where engine.wasm is (default: engine/engine.wasm next to this module). */
   wasmUrl?: string | URL;
+  /** The threaded build of the engine (default: engine/engine-mt.wasm beside this module). */
+  wasmMtUrl?: string | URL;
+  /** CPU backend threads, the engine's Worker included (default 1; more run on Workers sharing the
+   *  wasm memory where the page is cross-origin isolated, else 1). */
+  threads?: number;
   /** KV cache size in tokens (default: min(the model's training context, 4096)). */
   contextLength?: number;
   /** A chat template by llama.cpp's name ('chatml', 'llama3', ...) instead of the model's own. */
@@ -55,6 +63,19 @@ export interface CreateEngineOptions {
   gpu?: Record<string, unknown>;
   /** Aborting unloads the engine. */
   signal?: AbortSignal;
+  /** The GPU device was lost ('device-lost'; the request running then fails with a DeviceLostError and
+   *  the engine loads the model again by itself, reporting through onProgress with phase 'reload'),
+   *  the model is back ('recovered'; on a new device, or on the CPU when no GPU is left and backend
+   *  was 'auto'), or it could not be loaded again ('recovery-failed': call reload()). */
+  onDeviceLost?: (e: DeviceLostNotice) => void;
+}
+
+export interface DeviceLostNotice {
+  kind: 'device-lost' | 'recovered' | 'recovery-failed';
+  /** A line for people. */
+  text: string;
+  /** With 'recovery-failed': why. */
+  error?: StreamLLMError;
 }
 
 export interface ChatMessage {
@@ -218,6 +239,9 @@ export declare class StreamLLMEngine {
   info(): Promise<EngineInfo>;
   /** Forgets the conversation held in the KV cache. */
   resetChat(): Promise<void>;
+  /** Loads the model again with its options (weights from the browser's cache): after a GPU device
+   *  loss the engine could not recover from by itself (a DeviceLostError says so). */
+  reload(): Promise<EngineInfo>;
   /** Stops the generation running now. */
   interruptGenerate(): void;
   /** Frees the model and ends the Worker. */

@@ -190,6 +190,18 @@ class PieceQueue {
   }
 }
 
+// Splits a progress event's bytesDone into networkBytes (fetched by this
+// load) and cacheBytes (read from the browser's cache), as documented. The
+// weight manager counts bytes it fetched and then read back from its own
+// staging (file headers, partial shards) both as fetched and as cached;
+// only the bytes this load did not fetch came from the cache.
+function sourceSplit(p) {
+  if (p.bytesDone == null || p.networkBytes == null) return;
+  const fetched = Math.min(p.networkBytes, p.bytesDone);
+  p.networkBytes = fetched;
+  p.cacheBytes = p.bytesDone - fetched;
+}
+
 let idCounter = 0;
 function newId(prefix) {
   idCounter++;
@@ -233,6 +245,10 @@ export class StreamLLMEngine {
   }
 
   #onMessage(m) {
+    if (m?.type === 'notice') {
+      this.#onNotice(m.notice ?? {});
+      return;
+    }
     const p = this.pending.get(m?.id);
     if (!p) return;
     switch (m.type) {
@@ -240,6 +256,9 @@ export class StreamLLMEngine {
         p.onProgress?.(m.progress);
         break;
       case 'text':
+        // taken: the engine paces itself by these (it waits for a page
+        // whose thread is starved instead of competing with it for a core)
+        if (m.seq) this.transport.post({ type: 'ack', id: m.id, seq: m.seq });
         p.queue?.push(m.text);
         p.onTokens?.(m.tokens);
         break;
@@ -268,6 +287,23 @@ export class StreamLLMEngine {
     return { id, promise };
   }
 
+  // What the engine tells on its own: the GPU device was lost, the model is
+  // loading again (progress), it is back, or it could not be loaded again.
+  // Goes to options.onDeviceLost (kind 'device-lost', 'recovered',
+  // 'recovery-failed') and to onProgress (phase 'reload': the model again).
+  #onNotice(n) {
+    const o = this.options;
+    if (n.kind === 'reload-progress') {
+      const p = { ...(n.progress ?? {}), phase: 'reload', step: n.progress?.phase, text: n.text };
+      if (p.bytesTotal) p.progress = Math.min(1, (p.bytesDone ?? 0) / p.bytesTotal);
+      sourceSplit(p);
+      o.onProgress?.(p);
+      return;
+    }
+    if (n.kind === 'recovered') this.info().then((i) => { this.loadInfo = { ...this.loadInfo, backend: i.backend }; }, () => {});
+    o.onDeviceLost?.({ kind: n.kind, text: n.text, error: n.error ? toError(n.error) : undefined });
+  }
+
   /** @internal */
   async load(onProgress) {
     const o = this.options;
@@ -276,12 +312,13 @@ export class StreamLLMEngine {
       // the fraction and a line of text for people
       const q = { ...p };
       if (q.bytesTotal) q.progress = Math.min(1, (q.bytesDone ?? 0) / q.bytesTotal);
+      sourceSplit(q);
       q.elapsed = (performance.now() - started) / 1000;
       onProgress?.(q);
     };
     const { id, promise } = this.#request('load', {
       options: {
-        model: o.model, backend: o.backend ?? 'auto', wasmUrl: o.wasmUrl, contextLength: o.contextLength,
+        model: o.model, backend: o.backend ?? 'auto', wasmUrl: o.wasmUrl, wasmMtUrl: o.wasmMtUrl, threads: o.threads, contextLength: o.contextLength,
         chatTemplate: o.chatTemplate, gpu: o.gpu, cache: o.cache, store: o.store, concurrency: o.concurrency, modelId: o.modelId,
       },
     }, { onProgress: progress });
@@ -315,6 +352,21 @@ export class StreamLLMEngine {
 
   /** Forgets the conversation held in the KV cache. */
   async resetChat() { await this.#request('reset').promise; }
+
+  /**
+   * Loads the model again, with the options it was loaded with (the weights
+   * come from the browser's cache). After a GPU device loss the engine does
+   * this by itself; call it when that failed (a DeviceLostError says so).
+   * @returns {Promise<import('./stream-llm').EngineInfo>}
+   */
+  async reload() {
+    const info = await this.#request('reload').promise;
+    this.loadInfo = info;
+    return { ...info, transport: this.transportKind, worker: this.options.worker !== false };
+  }
+
+  /** @internal - a test hook: destroys the engine's GPU device, as a driver reset would. */
+  _loseDeviceForTesting() { this.transport.post({ type: 'test', action: 'lose-device' }); }
 
   /** Stops the generation running now, if any (it ends with finish_reason 'abort'). */
   interruptGenerate() { this.current?.abort(); }
@@ -373,7 +425,7 @@ export class StreamLLMEngine {
         gen.tokens = ring.tokens();
         if (b) queue.push(decoder.decode(b, { stream: true }));
       };
-      const { id, promise } = this.#request('generate', { request: { ...request, ring: !!ring } }, {
+      const { id, promise } = this.#request('generate', { request: { ...request, ring: !!ring, ack: !ring } }, {
         queue: ring ? null : queue,
         onTokens: (n) => { gen.tokens += n; },
         beforeEnd: () => {
@@ -484,8 +536,12 @@ export async function createEngine(options = {}) {
   const o = { worker: true, backend: 'auto', ...options };
   const base = globalThis.location?.href;
   if (base) o.model = new URL(o.model, base).href;
-  if (!o.wasmUrl && !isNode) o.wasmUrl = new URL('./engine/engine.wasm', import.meta.url).href;
+  if (!o.wasmUrl && !isNode) {
+    o.wasmUrl = new URL('./engine/engine.wasm', import.meta.url).href;
+    o.wasmMtUrl ??= new URL('./engine/engine-mt.wasm', import.meta.url).href; // CPU threads
+  }
   if (o.wasmUrl instanceof URL) o.wasmUrl = o.wasmUrl.href;
+  if (o.wasmMtUrl instanceof URL) o.wasmMtUrl = o.wasmMtUrl.href;
   const mode = o.worker === false ? 'thread' : 'worker';
   let transport;
   try {

@@ -6,9 +6,9 @@
 // are not touched here: the weight manager keeps them (OPFS) and fetches
 // with Range requests of its own.
 
-const CACHE = 'stream-llm-app-v1';
-const APP_FILES = ['./', 'index.html', 'app.js', 'app.css', 'stream-llm.js', 'engine/worker.mjs', 'engine/engine.mjs',
-  'engine/wasm.mjs', 'engine/ring.mjs', 'engine/weights.mjs', 'engine/webgpu.mjs', 'engine/engine.wasm',
+const CACHE = 'stream-llm-app-v3';
+const APP_FILES = ['./', 'index.html', 'app.js', 'app.css', 'markdown.js', 'stream-llm.js', 'engine/worker.mjs', 'engine/engine.mjs',
+  'engine/wasm.mjs', 'engine/ring.mjs', 'engine/weights.mjs', 'engine/webgpu.mjs', 'engine/engine.wasm', 'engine/engine-mt.wasm',
   'engine/rendezvous.mjs', 'engine/sha256.mjs', 'engine/store-common.mjs', 'engine/store-opfs.mjs',
   'engine/store-cache.mjs', 'engine/threads.mjs', 'engine/cpu-worker.mjs', 'example.html', 'api/models'];
 

@@ -170,13 +170,13 @@ export class Engine {
   // threads: CPU threads for the 'cpu' backend (caller included; > 1 uses the
   // threaded build on Workers where shared memory works: engine.threads says
   // how many run).
-  static async create({ wasm = DEFAULT_WASM_URL, backend = 'cpu', gpu = {}, threads = 1 } = {}) {
+  static async create({ wasm = DEFAULT_WASM_URL, wasmMt = null, backend = 'cpu', gpu = {}, threads = 1 } = {}) {
     const factory = typeof backend === 'object' ? backend
       : backend === 'cpu' ? cpuBackend()
         : backend === 'webgpu' ? await webgpuBackend(gpu)
           : null;
     if (!factory) throw new EngineError(`unknown backend '${backend}' (cpu or webgpu)`);
-    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {}, threads: factory.name === 'cpu' ? threads : 1 });
+    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {}, threads: factory.name === 'cpu' ? threads : 1, mtSource: wasmMt });
     factory.attach?.(mod);
     return new Engine(mod, factory);
   }

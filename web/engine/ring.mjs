@@ -12,8 +12,10 @@
 // and notifies; the reader waits on SIGNAL (Atomics.waitAsync, or polls once
 // per frame where that is missing), copies the bytes out, then stores READ
 // and notifies the writer, which blocks (Atomics.wait, allowed in Workers)
-// only when the ring is full. Needs crossOriginIsolated in browsers; without
-// it the engine falls back to postMessage (see worker.mjs).
+// only when the ring is full, or when the reader has left text unread for
+// too long (its thread is starved for CPU: see worker.mjs). Needs
+// crossOriginIsolated in browsers; without it the engine falls back to
+// postMessage (see worker.mjs).
 
 const WRITE = 0;
 const READ = 1;
@@ -77,9 +79,25 @@ export class TokenRing {
   }
 
   // Counts generated tokens (some give no text yet, e.g. half a character).
-  addTokens(n = 1) {
+  // signal false: a write() follows at once and signals for both.
+  addTokens(n = 1, signal = true) {
     Atomics.add(this.header, TOKENS, n);
-    this.#signal();
+    if (signal) this.#signal();
+  }
+
+  // Where the writer is: a position readPast() can be asked about later.
+  position() { return Atomics.load(this.header, WRITE); }
+
+  // True when the reader has taken every byte written before `pos`.
+  readPast(pos) { return ((Atomics.load(this.header, READ) - pos) | 0) >= 0; }
+
+  // Sleeps until the reader has taken the bytes before `pos`, at most
+  // waitMs (Workers only: Atomics.wait). Returns readPast(pos).
+  waitReadPast(pos, waitMs) {
+    const r = Atomics.load(this.header, READ);
+    if (((r - pos) | 0) >= 0) return true;
+    Atomics.wait(this.header, READ, r, waitMs);
+    return this.readPast(pos);
   }
 
   // True when the reader asked to stop request `id` (ids start at 1).

@@ -164,11 +164,12 @@ export const DEFAULT_WASM_MT_URL = new URL('../../build/wasm/engine-mt.wasm', im
 // through the returned EngineModule once this resolves. options.threads:
 // CPU threads wanted (caller included); above 1, where shared memory works,
 // the default module becomes the threaded build and its workers start
-// (threads.mjs); mod.threads says how many run.
-export async function loadEngineModule(source = DEFAULT_WASM_URL, { imports = {}, threads = 1 } = {}) {
-  const mt = threads > 1 && source === DEFAULT_WASM_URL && threadsSupported();
+// (threads.mjs); mod.threads says how many run. mtSource: where the
+// threaded build is when `source` is not the default (e.g. a page's URL).
+export async function loadEngineModule(source = DEFAULT_WASM_URL, { imports = {}, threads = 1, mtSource = null } = {}) {
+  const mt = threads > 1 && (mtSource || source === DEFAULT_WASM_URL) && threadsSupported();
   let module = null;
-  if (mt) module = await compile(DEFAULT_WASM_MT_URL).catch(() => null); /* not built: one thread */
+  if (mt) module = await compile(mtSource ?? DEFAULT_WASM_MT_URL).catch(() => null); /* not there: one thread */
   module ??= await compile(source);
   let memory = null;
   const importObject = missingImports(module, imports);

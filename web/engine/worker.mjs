@@ -6,14 +6,25 @@
 // thread (createEngine({ worker: false })), always behind the same messages.
 //
 // Generated text goes to the page through the SharedArrayBuffer token ring
-// (ring.mjs) when the page sent one, else as 'text' messages. A conversation
-// keeps its KV cache: each request re-evaluates only the tokens after the
-// longest prefix shared with what the cache holds.
+// (ring.mjs) when the page sent one, else as 'text' messages; either way in
+// batches of at most one per frame (the page wakes per batch, not per
+// token), and the engine waits when the page leaves a batch untaken for
+// long (see MAX_LAG_MS). A conversation keeps its KV cache: each request
+// re-evaluates only the tokens after the longest prefix shared with what the
+// cache holds.
+//
+// GPU device lost: the request running then fails with a DeviceLostError,
+// and the host loads the model again at once (a new device; the weights
+// from the browser's cache), telling the page through 'notice' messages;
+// the next request waits for that. A loss between requests is recovered
+// the same way, unseen. 'reload' does it on demand.
 //
 // Messages in:  { type: 'load', id, options } | { type: 'generate', id, request }
-//               | { type: 'abort', id } | { type: 'ring', buffer } | { type: 'info', id }
-//               | { type: 'reset', id } | { type: 'unload', id }
-// Messages out: { type: 'progress', id, progress } | { type: 'text', id, text, tokens }
+//               | { type: 'abort', id } | { type: 'ack', id, seq } | { type: 'ring', buffer }
+//               | { type: 'info', id } | { type: 'reset', id } | { type: 'reload', id }
+//               | { type: 'unload', id } | { type: 'test', action: 'lose-device' }
+// Messages out: { type: 'progress', id, progress } | { type: 'text', id, text, tokens, seq? }
+//               | { type: 'notice', notice: { kind, text, error? } }
 //               | { type: 'result', id, value } | { type: 'error', id, error: { name, message, code } }
 
 import { Engine, EngineError } from './engine.mjs';
@@ -55,6 +66,25 @@ export function classifyError(e) {
 // ---- small helpers ------------------------------------------------------------
 
 const now = () => performance.now();
+
+// Text leaves the engine at most once per FLUSH_MS (a frame): the page's
+// main thread wakes per batch, not per token.
+const FLUSH_MS = 16;
+// When the page has not taken a batch MAX_LAG_MS after it was sent, its main
+// thread is starved for CPU (a busy phone, a loaded machine): the engine
+// waits (sleeping, in slices of LAG_WAIT_MS) until it has, so that its core
+// goes to the page rather than to more tokens nobody can show yet. At most
+// LAG_GIVE_UP_MS per batch: a reader that never answers only slows it down.
+const MAX_LAG_MS = 32;
+const LAG_WAIT_MS = 10;
+const LAG_GIVE_UP_MS = 500;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// "destroyed: the device was destroyed" from a GPUDeviceLostInfo-like object.
+function describeLoss(loss) {
+  return [loss?.reason, loss?.message].filter(Boolean).join(': ') || 'no reason given';
+}
 
 // Lets queued messages (e.g. an abort without the ring) run: a macrotask,
 // without setTimeout's 4 ms clamp (setImmediate in Node, a MessageChannel
@@ -138,6 +168,12 @@ export class EngineHost {
     this.queue = Promise.resolve();
     this.loadInfo = null;
     this.loadAbort = null;
+    this.acks = new Map();    // request id -> the last text batch the page took (postMessage)
+    this.ackWaiter = null;    // wakes a generation waiting for an ack
+    this.loadOptions = null;  // of the model loaded: to load it again after a device loss
+    this.recovering = null;   // the reload after a device loss, while it runs
+    this.lost = null;         // { reason, message } of a device loss not recovered from
+    this.losses = new WeakMap(); // engine -> { reason, message } once its device is lost
   }
 
   // One message from the page. Requests run one after another; 'abort',
@@ -157,6 +193,15 @@ export class EngineHost {
       case 'abort':
         if (this.active.has(msg.id)) this.aborted.add(msg.id);
         if (this.loadAbort?.id === msg.id) this.loadAbort.ctrl.abort();
+        this.#wakeAckWaiter();
+        return;
+      case 'ack':
+        if (this.active.has(msg.id)) this.acks.set(msg.id, msg.seq);
+        this.#wakeAckWaiter();
+        return;
+      case 'test':
+        // a test hook: what a driver reset does to the GPU device
+        if (msg.action === 'lose-device') this.engine?.factory?.device?.destroy?.();
         return;
       default:
         break;
@@ -170,13 +215,16 @@ export class EngineHost {
       } finally {
         this.active.delete(msg.id);
         this.aborted.delete(msg.id);
+        this.acks.delete(msg.id);
       }
     };
     this.active.add(msg.id);
     this.queue = this.queue.then(run, run);
   }
 
-  #dispatch(msg) {
+  async #dispatch(msg) {
+    // after a device loss, every request waits for the model to be back
+    if (this.recovering) await this.recovering;
     switch (msg.type) {
       case 'load': return this.load(msg.id, msg.options ?? {});
       case 'generate': return this.generate(msg.id, msg.request ?? {});
@@ -186,6 +234,7 @@ export class EngineHost {
       case 'unload':
         this.unload();
         return null;
+      case 'reload': return this.reload();
       default: throw new HostError('InvalidRequestError', `unknown request '${msg.type}'`);
     }
   }
@@ -196,12 +245,12 @@ export class EngineHost {
   // wasmUrl, contextLength, chatTemplate, gpu (webgpu backend options),
   // cache (false: no persistent store), store (openStore options),
   // concurrency, modelId.
-  async load(id, options) {
+  async load(id, options, progress = (p) => this.post({ type: 'progress', id, progress: p })) {
     if (this.engine) this.unload();
+    this.lost = null;
     const { model, backend = 'auto' } = options;
     if (typeof model !== 'string' || !model) throw new HostError('InvalidRequestError', 'createEngine: model must be a manifest or .gguf URL');
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new HostError('InvalidRequestError', `unknown backend '${backend}' (auto, webgpu or cpu)`);
-    const progress = (p) => this.post({ type: 'progress', id, progress: p });
     const ctrl = new AbortController();
     this.loadAbort = { id, ctrl };
     const t0 = now();
@@ -227,7 +276,10 @@ export class EngineHost {
       fallbackReason = 'no WebGPU in this browser (navigator.gpu is missing)';
     }
     try {
-      return await this.#loadWith(order, wm, options, { model, progress, ctrl, t0, fallbackReason });
+      const info = await this.#loadWith(order, wm, options, { model, progress, ctrl, t0, fallbackReason });
+      this.loadOptions = options;
+      this.#watchDevice(this.engine);
+      return info;
     } finally {
       if (this.loadAbort?.id === id) this.loadAbort = null;
       wm.close?.();
@@ -241,7 +293,12 @@ export class EngineHost {
       progress({ phase: 'engine', text: name === 'webgpu' ? 'starting WebGPU' : 'starting the CPU engine (WebAssembly)' });
       let engine = null;
       try {
-        engine = await Engine.create({ wasm: options.wasmUrl, backend: name, gpu: options.gpu ?? {} });
+        // CPU: with options.threads > 1, the threaded build on a pool of
+        // Workers where memory can be shared (cross-origin isolated pages,
+        // Node); else one thread. Opt-in for now: the pool's barrier
+        // self-test still fails now and then under heavy load (issue 8).
+        const threads = name === 'cpu' ? Math.max(1, Math.min(8, options.threads ?? 1)) : 1;
+        engine = await Engine.create({ wasm: options.wasmUrl, wasmMt: options.wasmMtUrl ?? null, backend: name, gpu: options.gpu ?? {}, threads });
         const info = await engine.loadStream(wm, { nCtx: options.contextLength ?? 0, signal: ctrl.signal });
         this.engine = engine;
         this.cached = [];
@@ -280,6 +337,7 @@ export class EngineHost {
       loaded: true,
       backend: e.backendName,
       backendLabel: e.backendName === 'webgpu' ? 'WebGPU' : 'CPU (WebAssembly), slower',
+      threads: e.threads,
       fallbackReason: li.fallbackReason,
       crossOriginIsolated: !!globalThis.crossOriginIsolated,
       adapter: adapter && typeof adapter === 'object'
@@ -312,6 +370,104 @@ export class EngineHost {
     this.engine = null;
     this.cached = [];
     this.loadInfo = null;
+    this.loadOptions = null;
+    this.lost = null;
+  }
+
+  // ---- GPU device lost --------------------------------------------------------------
+
+  // When the engine's GPU device is lost (a driver reset, the browser taking
+  // the GPU back, a test's destroy()), the model is loaded again at once.
+  #watchDevice(engine) {
+    const lost = engine?.factory?.device?.lost;
+    if (!lost) return;
+    lost.then((info) => {
+      if (this.engine !== engine) return; // unloaded or replaced: not ours to mend
+      const loss = { reason: info?.reason ?? 'unknown', message: info?.message ?? '' };
+      this.losses.set(engine, loss);
+      this.post({ type: 'notice', notice: { kind: 'device-lost', text: `the GPU device was lost (${describeLoss(loss)}): loading the model again` } });
+      this.#recover(engine, loss);
+    });
+  }
+
+  // Loads the model again with the options it was loaded with (the weights
+  // come from the browser's cache), in place of `engine` (unless that was
+  // replaced already). Requests wait for it (this.recovering).
+  #recover(engine, loss) {
+    if (this.recovering) return this.recovering;
+    if (this.engine !== engine) return Promise.resolve(); // replaced already
+    const options = this.loadOptions;
+    const notice = (kind, text, extra = {}) => this.post({ type: 'notice', notice: { kind, text, ...extra } });
+    this.recovering = (async () => {
+      try {
+        this.engine?.free();
+      } catch { /* the device is gone: the handles go with it */ }
+      this.engine = null;
+      this.cached = [];
+      try {
+        await this.load(0, options, (p) => notice('reload-progress', p.text ?? p.phase ?? '', { progress: p }));
+        notice('recovered', `the model was loaded again (${this.engine.backendName === 'webgpu' ? 'new GPU device' : 'on the CPU'})`);
+      } catch (e) {
+        this.lost = { ...loss, error: e.message };
+        this.loadOptions = options; // so that reload() can try again
+        notice('recovery-failed', `the GPU device was lost and loading the model again failed: ${e.message}`, { error: classifyError(e) });
+      } finally {
+        this.recovering = null;
+      }
+    })();
+    return this.recovering;
+  }
+
+  // 'reload': the model again, from the options it was loaded with (after a
+  // device loss that could not be recovered from, or on the page's wish).
+  async reload() {
+    if (this.recovering) await this.recovering;
+    const options = this.loadOptions;
+    if (!options) throw new HostError('InvalidRequestError', 'no model was loaded: nothing to reload');
+    this.unload();
+    return this.load(0, options, (p) => this.post({ type: 'notice', notice: { kind: 'reload-progress', text: p.text ?? p.phase ?? '', progress: p } }));
+  }
+
+  // The error of a request that failed because the device was lost.
+  #lostError(loss) {
+    return new HostError('DeviceLostError', `the GPU device was lost (${describeLoss(loss)}); the model is being loaded again: send the request again`);
+  }
+
+  // Whether an error of the running generation is the device's loss: the
+  // loss itself may be reported a moment after the failed read-back.
+  async #lossBehind(engine, err) {
+    if (classifyError(err).name === 'DeviceLostError') return this.losses.get(engine) ?? { reason: 'unknown', message: err.message };
+    const lost = engine.factory?.device?.lost;
+    if (!lost) return null;
+    await Promise.race([lost, sleep(200)]);
+    await null; // the lost handler above runs first
+    return this.losses.get(engine) ?? null;
+  }
+
+  #wakeAckWaiter() {
+    const w = this.ackWaiter;
+    this.ackWaiter = null;
+    w?.();
+  }
+
+  // Waits (sleeping) while the page leaves the oldest text batch of request
+  // `id` untaken for more than MAX_LAG_MS. unread: [[marker, sentAt], ...]
+  // (marker: a ring position, or a batch number acked by the page).
+  async #waitForPage(id, ring, unread, cancelled) {
+    const taken = (marker) => (ring ? ring.readPast(marker) : (this.acks.get(id) ?? 0) >= marker);
+    while (unread.length && taken(unread[0][0])) unread.shift();
+    if (!unread.length || now() - unread[0][1] <= MAX_LAG_MS) return;
+    const until = now() + LAG_GIVE_UP_MS;
+    while (unread.length && !cancelled() && now() < until) {
+      const marker = unread[0][0];
+      if (ring) {
+        ring.waitReadPast(marker, LAG_WAIT_MS);
+      } else {
+        await Promise.race([new Promise((r) => { this.ackWaiter = r; }), sleep(LAG_WAIT_MS)]);
+        this.ackWaiter = null;
+      }
+      while (unread.length && taken(unread[0][0])) unread.shift();
+    }
   }
 
   // ---- generation ---------------------------------------------------------------
@@ -321,6 +477,7 @@ export class EngineHost {
   // presence_penalty, repetition_penalty, ring (true: text through the ring).
   async generate(id, req) {
     const e = this.engine;
+    if (!e && this.lost) throw new HostError('DeviceLostError', `the GPU device was lost (${describeLoss(this.lost)}) and loading the model again failed (${this.lost.error}): call reload()`);
     if (!e) throw new HostError('InvalidRequestError', 'no model is loaded');
     const t0 = now();
     let text;
@@ -366,17 +523,40 @@ export class EngineHost {
     const encoder = new TextEncoder();
     const decoder = new TextDecoder();
     const filter = stopFilter(stops);
-    let pendingTokens = 0;
-    const emit = (s) => {
-      if (ring) {
-        if (s) ring.write(encoder.encode(s), () => ring.cancelled(id));
-        if (pendingTokens) ring.addTokens(pendingTokens);
-      } else if (s || pendingTokens) {
-        this.post({ type: 'text', id, text: s, tokens: pendingTokens });
-      }
-      pendingTokens = 0;
-    };
     const cancelled = () => this.aborted.has(id) || (ring !== null && ring.cancelled(id));
+    // text and token counts wait in outText/pendingTokens for the next batch
+    // (see FLUSH_MS); unread: the batches the page has not taken yet, for
+    // the wait in #waitForPage (postMessage: only when the page acks)
+    let outText = '';
+    let pendingTokens = 0;
+    let lastFlush = -Infinity;
+    let seq = 0;
+    const unread = [];
+    const flowControl = ring !== null || req.ack === true;
+    const flush = async () => {
+      if (!outText && !pendingTokens) return;
+      if (flowControl) await this.#waitForPage(id, ring, unread, cancelled);
+      if (ring) {
+        if (outText) {
+          ring.addTokens(pendingTokens, false);
+          ring.write(encoder.encode(outText), cancelled);
+        } else {
+          ring.addTokens(pendingTokens);
+        }
+        unread.push([ring.position(), now()]);
+      } else {
+        seq++;
+        this.post({ type: 'text', id, text: outText, tokens: pendingTokens, ...(req.ack ? { seq } : {}) });
+        if (req.ack) unread.push([seq, now()]);
+      }
+      outText = '';
+      pendingTokens = 0;
+      lastFlush = now();
+    };
+    const emit = async (s, final = false) => {
+      outText += s;
+      if (final || now() - lastFlush >= FLUSH_MS) await flush();
+    };
 
     ring?.begin();
     const smp = e.sampler(sampling);
@@ -411,7 +591,7 @@ export class EngineHost {
         tFirst ??= now();
         pendingTokens++;
         const r = filter.push(decoder.decode(det.push(tok), { stream: true }));
-        emit(r.emit);
+        await emit(r.emit);
         if (r.stopped) {
           finish = 'stop';
           break;
@@ -429,9 +609,9 @@ export class EngineHost {
       }
       if (finish !== 'stop' || !stops.length) {
         const r = filter.push(decoder.decode(det.flush()));
-        emit(r.emit + (r.stopped ? '' : filter.rest()));
+        await emit(r.emit + (r.stopped ? '' : filter.rest()), true);
       } else {
-        emit('');
+        await emit('', true);
       }
     } catch (err) {
       // the cache no longer matches what we know: start clean next time
@@ -439,7 +619,20 @@ export class EngineHost {
         e.truncate(0);
       } catch { /* the engine is broken anyway */ }
       this.cached = [];
-      throw err;
+      // the text generated before stays valid: send it, then the error
+      try {
+        await flush();
+      } catch { /* the page is gone */ }
+      const loss = await this.#lossBehind(e, err);
+      if (!loss) throw err;
+      this.#recover(e, loss);
+      // nothing was sent yet (the device went while idle, or during the
+      // prompt): the same request again once the model is back, unseen
+      if (nGen === 0 && !req.retried && !cancelled()) {
+        await this.recovering;
+        if (this.engine) return this.generate(id, { ...req, retried: true });
+      }
+      throw this.#lostError(loss);
     } finally {
       det.free();
       smp.free();
