@@ -200,7 +200,7 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, s
                                .head_dim = (uint32_t)hp->head_dim, .n_rot = (uint32_t)hp->n_rot,
                                .rope_kind = hp->rope_kind, .eps = hp->rms_eps,
                                .keys_per_split = (uint32_t)p->attn_keys_per_split,
-                               .n_splits = (uint32_t)p->n_splits};
+                               .n_splits = (uint32_t)p->n_splits, .kv_f16 = p->kv_f16};
     for (int il = 0; il < hp->n_layer; il++) {
         start[il] = l->n;
         const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),

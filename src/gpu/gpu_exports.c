@@ -3,10 +3,11 @@
  * failure; statuses 0 / -1; error_message() says why). Called by
  * web/engine/webgpu.mjs.
  *
- *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding, on_demand) -> engine
+ *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding, on_demand, kv_f16) -> engine
  *       plan, buffers, kernels for the loaded model m; budget (bytes, 0: none)
  *       refuses plans that exceed it, or with on_demand != 0 streams the
- *       layers that do not fit; max_binding > 0 lowers the binding limit
+ *       layers that do not fit; max_binding > 0 lowers the binding limit;
+ *       kv_f16 != 0: f16 K/V caches if the device has shader-f16
  *   gpu_free(e)
  *   gpu_plan_bytes(e) -> f64, gpu_plan_summary(e) -> text, gpu_plan_json(e) -> text
  *   gpu_upload_model(e)                 every tensor from the model's host data
@@ -16,7 +17,7 @@
  *   gpu_eval_continue(e) (gpu_eval_cancel(e) gives up); then after
  *   `await bridge.settle()`: gpu_eval_end(e, logits)
  *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep)
- *   gpu_ktest_begin(...) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
+ *   gpu_ktest_begin(..., kv_f16) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
  *   gpu_ktest_max_abs() -> the last test's largest error (kernel tests) */
 #if defined(__wasm__)
 
@@ -29,7 +30,7 @@
 
 SL_EXPORT("gpu_new")
 sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_batch, int32_t n_out, double budget,
-                            double max_binding, int32_t on_demand) {
+                            double max_binding, int32_t on_demand, int32_t kv_f16) {
     /* the model is not const to its owner; the engine completes header-only ones (rope factors) */
     sl_model *m = (sl_model *)sl_wasm_model_get(wm);
     if (!m) {
@@ -41,7 +42,7 @@ sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_ba
         return NULL;
     }
     sl_gpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .budget = (uint64_t)budget,
-                       .max_binding = (uint64_t)max_binding, .on_demand = on_demand != 0};
+                       .max_binding = (uint64_t)max_binding, .on_demand = on_demand != 0, .kv_f16 = kv_f16 != 0};
     return sl_gpu_engine_new(m, &p, sl_wasm_err());
 }
 
@@ -59,15 +60,15 @@ SL_EXPORT("gpu_plan_summary") const char *wasm_gpu_plan_summary(const sl_gpu_eng
 }
 
 /* {"bytes", "buffers", "n_ctx", "n_batch", "n_out", "n_layer", "n_resident",
- *  "stream_bytes", "by_kind": {kind: bytes}} */
+ *  "stream_bytes", "kv_f16", "by_kind": {kind: bytes}} */
 SL_EXPORT("gpu_plan_json") const char *wasm_gpu_plan_json(const sl_gpu_engine *e) {
     if (!e) return "{}";
     const sl_gpu_plan *p = sl_gpu_engine_plan(e);
     int n = snprintf(plan_text, sizeof plan_text,
                      "{\"bytes\":%llu,\"buffers\":%d,\"n_ctx\":%d,\"n_batch\":%d,\"n_out\":%d,\"n_layer\":%d,"
-                     "\"n_resident\":%d,\"stream_bytes\":%llu,\"by_kind\":{",
+                     "\"n_resident\":%d,\"stream_bytes\":%llu,\"kv_f16\":%s,\"by_kind\":{",
                      (unsigned long long)p->total, p->n_buffers, p->n_ctx, p->n_batch, p->n_out, p->hp.n_layer,
-                     p->n_resident, (unsigned long long)p->stream_bytes);
+                     p->n_resident, (unsigned long long)p->stream_bytes, p->kv_f16 ? "true" : "false");
     for (int k = 0; k < SL_GPU_BUF_KIND_COUNT && n > 0 && (size_t)n < sizeof plan_text; k++)
         n += snprintf(plan_text + n, sizeof plan_text - (size_t)n, "%s\"%s\":%llu", k ? "," : "",
                       sl_gpu_buf_kind_name((sl_gpu_buf_kind)k), (unsigned long long)p->by_kind[k]);
@@ -132,7 +133,7 @@ SL_EXPORT("gpu_ktest_begin")
 sl_gpu_ktest *wasm_gpu_ktest_begin(int32_t kernel, int32_t type, int32_t rows, int32_t cols, int32_t n_tokens,
                                    int32_t epilogue, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
                                    int32_t n_rot, int32_t rope_kind, int32_t qk_norm, int32_t pos0,
-                                   int32_t chunk_rows, int32_t seed) {
+                                   int32_t chunk_rows, int32_t seed, int32_t kv_f16) {
     if (kernel < 0 || kernel >= SL_GK_COUNT || epilogue < SL_EPI_NONE || epilogue > SL_EPI_SILU_MUL ||
         (rope_kind != SL_ROPE_NORM && rope_kind != SL_ROPE_NEOX) || rows < 0 || cols < 0 || n_tokens < 0 ||
         n_head < 0 || n_head_kv < 0 || head_dim < 0 || n_rot < 0 || pos0 < 0 || chunk_rows < 0) {
@@ -143,7 +144,7 @@ sl_gpu_ktest *wasm_gpu_ktest_begin(int32_t kernel, int32_t type, int32_t rows, i
                            .n_tokens = n_tokens, .epilogue = (sl_gpu_epilogue)epilogue, .n_head = n_head,
                            .n_head_kv = n_head_kv, .head_dim = head_dim, .n_rot = n_rot,
                            .rope_kind = (sl_rope_kind)rope_kind, .qk_norm = qk_norm != 0, .pos0 = pos0,
-                           .chunk_rows = chunk_rows, .seed = (uint64_t)(uint32_t)seed};
+                           .chunk_rows = chunk_rows, .seed = (uint64_t)(uint32_t)seed, .kv_f16 = kv_f16 != 0};
     if ((kernel >= SL_GK_ROPE_Q) && (n_head == 0 || n_head_kv == 0 || n_head % n_head_kv)) {
         sl_err(sl_wasm_err(), "gpu_ktest_begin: bad head counts %d, %d", n_head, n_head_kv);
         return NULL;

@@ -1,7 +1,8 @@
 /* kernels.h - WGSL compute kernels, generated as text from templates: one
  * kernel per op, specialised by weight format and by the shapes baked in as
  * constants. Every kernel accumulates in f32 and needs nothing beyond core
- * WebGPU (workgroups of at most 256 invocations, 16 KiB of workgroup memory).
+ * WebGPU (workgroups of at most 256 invocations, 16 KiB of workgroup memory),
+ * except that an f16 KV cache (kv_f16) needs shader-f16.
  *
  * Weights are read from storage buffers as array<u32> with byte extraction,
  * so GGUF blocks of any size (18, 34, 210 bytes...) need no alignment. Each
@@ -25,7 +26,7 @@
  * Activation inputs are declared read_write too (they share the arena
  * buffer with the outputs; WebGPU forbids mixing read-only and writable
  * uses of one buffer in a dispatch). The rope table is [n_ctx][n_rot/2] pairs (cos, sin); caches are
- * [n_ctx][n_head_kv*head_dim]; partials [n_head][n_splits][2 + head_dim]
+ * [n_ctx][n_head_kv*head_dim] (f32, or f16 with kv_f16); partials [n_head][n_splits][2 + head_dim]
  * (max score, sum of exps, weighted sum of V). */
 #ifndef SL_GPU_KERNELS_H
 #define SL_GPU_KERNELS_H
@@ -71,6 +72,11 @@ typedef struct sl_gpu_kernel_desc {
      * the subgroups feature and WGSL the subgroup_id builtin); else through
      * workgroup memory only. */
     bool subgroups;
+    /* ROPE_KV, ATTN_DECODE, ATTN_PREFILL: the K and V caches hold f16
+     * (`enable f16;`: the device must have shader-f16); ROPE_KV rounds what
+     * it stores, the attention kernels widen what they read and accumulate
+     * in f32. Other kernels ignore it. */
+    bool kv_f16;
 } sl_gpu_kernel_desc;
 
 /* Formats with kernels: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,

@@ -3,6 +3,7 @@
 #include "gpu/ktest.h"
 
 #include "gpu/bridge.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,8 +18,9 @@ struct sl_gpu_ktest {
     int n_pipes;
     int32_t out_buf, staging;
     float *expect;        /* reference values of the read-back buffer */
-    float *got;
-    int64_t n_out;
+    void *got;            /* the read-back bytes */
+    int64_t n_out;        /* values read back */
+    int out_bytes;        /* bytes per value read back: 4 (f32), or 2 (an f16 cache) */
 };
 
 static uint64_t rng_next(uint64_t *s) {
@@ -30,6 +32,17 @@ static uint64_t rng_next(uint64_t *s) {
 
 /* Uniform in [-1, 1). */
 static float rng_float(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) * 0x1p-52 - 1.0); }
+
+/* v as an f16 cache holds it (round to nearest even, as the GPU converts). */
+static float round_f16(float v) { return sl_f16_to_f32(sl_f32_to_f16(v)); }
+
+/* The f16 bits of n floats (malloc'd). */
+static uint16_t *to_f16(const float *v, int64_t n) {
+    uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * sizeof *h);
+    if (h)
+        for (int64_t i = 0; i < n; i++) h[i] = sl_f32_to_f16(v[i]);
+    return h;
+}
 
 static float *random_floats(uint64_t *s, int64_t n, float scale) {
     float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
@@ -259,9 +272,14 @@ static int run_rope(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, uin
     float *src = random_floats(rng, N * D, 2.0f), *v = random_floats(rng, N * D, 2.0f),
           *norm = random_floats(rng, hd, 1.5f), *table = malloc((size_t)(n_ctx * half * 2 + 1) * sizeof(float));
     double *head = malloc((size_t)hd * sizeof(double));
-    /* caches: K at 0, V at an aligned offset after it, one buffer */
-    const uint64_t cache_bytes = (uint64_t)(n_ctx * D) * 4, v_off = (cache_bytes + 255) / 256 * 256;
-    t->n_out = is_q ? N * D : (int64_t)(v_off / 4) + n_ctx * D;
+    /* caches: K at 0, V at an aligned offset after it, one buffer; f16 caches
+     * are read back as stored and compared with the reference rounded the
+     * same way */
+    const bool f16 = !is_q && s->kv_f16;
+    const int esz = f16 ? 2 : 4;
+    const uint64_t cache_bytes = (uint64_t)(n_ctx * D) * (uint64_t)esz, v_off = (cache_bytes + 255) / 256 * 256;
+    t->out_bytes = esz;
+    t->n_out = is_q ? N * D : (int64_t)(v_off / (uint64_t)esz) + n_ctx * D;
     t->expect = calloc((size_t)t->n_out, sizeof(float));
     if (!src || !v || !norm || !table || !head || !t->expect) {
         sl_err(err, "out of memory");
@@ -279,10 +297,12 @@ static int run_rope(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, uin
             ref_head(src + i * D + (int64_t)h * hd, head, hd, s->n_rot, s->rope_kind, table + (s->pos0 + i) * half * 2,
                      s->qk_norm ? norm : NULL, eps);
             float *dst = is_q ? t->expect + i * D + (int64_t)h * hd : t->expect + (s->pos0 + i) * D + (int64_t)h * hd;
-            for (int k = 0; k < hd; k++) dst[k] = (float)head[k];
-            if (!is_q)
-                memcpy(t->expect + v_off / 4 + (s->pos0 + i) * D + (int64_t)h * hd, v + i * D + (int64_t)h * hd,
-                       (size_t)hd * sizeof(float));
+            for (int k = 0; k < hd; k++) dst[k] = f16 ? round_f16((float)head[k]) : (float)head[k];
+            if (!is_q) {
+                float *vdst = t->expect + (int64_t)(v_off / (uint64_t)esz) + (s->pos0 + i) * D + (int64_t)h * hd;
+                const float *vsrc = v + i * D + (int64_t)h * hd;
+                for (int k = 0; k < hd; k++) vdst[k] = f16 ? round_f16(vsrc[k]) : vsrc[k];
+            }
         }
     }
     int32_t sb = upload(t, src, (uint64_t)(N * D) * 4, err), rb = sb ? upload(t, table, (uint64_t)(n_ctx * half * 2) * 4, err) : 0,
@@ -290,7 +310,7 @@ static int run_rope(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, uin
     if (!nb) goto done;
     sl_gpu_kernel_desc d = {.kernel = s->kernel, .n_head = (uint32_t)s->n_head, .n_head_kv = (uint32_t)s->n_head_kv,
                             .head_dim = (uint32_t)hd, .n_rot = (uint32_t)s->n_rot, .rope_kind = s->rope_kind,
-                            .qk_norm = s->qk_norm, .eps = eps};
+                            .qk_norm = s->qk_norm, .eps = eps, .kv_f16 = f16};
     wg_binding b[7];
     int n = 0;
     b[n++] = bind(0, ub, 0, 16);
@@ -301,7 +321,7 @@ static int run_rope(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, uin
         t->out_buf = sb;
     } else {
         int32_t vb = upload(t, v, (uint64_t)(N * D) * 4, err),
-                cb = vb ? new_buffer(t, (uint64_t)t->n_out * 4, WG_USAGE_STORAGE, err) : 0;
+                cb = vb ? new_buffer(t, (uint64_t)t->n_out * (uint64_t)esz, WG_USAGE_STORAGE, err) : 0;
         if (!cb) goto done;
         b[n++] = bind(1, sb, 0, (uint64_t)(N * D) * 4);
         b[n++] = bind(2, vb, 0, (uint64_t)(N * D) * 4);
@@ -332,6 +352,7 @@ static int run_attention(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub
     int rc = -1;
     float *q = random_floats(rng, N * QD, 1.0f), *kc = random_floats(rng, n_ctx * KD, 1.0f),
           *vc = random_floats(rng, n_ctx * KD, 1.0f);
+    uint16_t *kh = NULL, *vh = NULL; /* the caches' f16 bits (kv_f16) */
     double *sc = malloc((size_t)n_ctx * sizeof(double));
     t->n_out = N * QD;
     t->expect = malloc((size_t)t->n_out * sizeof(float));
@@ -341,6 +362,12 @@ static int run_attention(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub
     }
     /* scale the queries so that softmaxes are neither flat nor one-hot */
     for (int64_t i = 0; i < N * QD; i++) q[i] *= 2.0f;
+    /* f16 caches: the reference sees the values they hold */
+    if (s->kv_f16)
+        for (int64_t i = 0; i < n_ctx * KD; i++) {
+            kc[i] = round_f16(kc[i]);
+            vc[i] = round_f16(vc[i]);
+        }
     const double scale = 1.0 / sqrt((double)hd);
     for (int64_t i = 0; i < N; i++) {
         int64_t nk = s->pos0 + i + 1;
@@ -362,14 +389,25 @@ static int run_attention(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub
             }
         }
     }
-    int32_t qb = upload(t, q, (uint64_t)(N * QD) * 4, err), kb = qb ? upload(t, kc, (uint64_t)(n_ctx * KD) * 4, err) : 0,
-            vb = kb ? upload(t, vc, (uint64_t)(n_ctx * KD) * 4, err) : 0,
+    const uint64_t cache_bytes = (uint64_t)(n_ctx * KD) * (s->kv_f16 ? 2 : 4);
+    if (s->kv_f16) {
+        kh = to_f16(kc, n_ctx * KD);
+        vh = to_f16(vc, n_ctx * KD);
+        if (!kh || !vh) {
+            sl_err(err, "out of memory");
+            goto done;
+        }
+    }
+    int32_t qb = upload(t, q, (uint64_t)(N * QD) * 4, err),
+            kb = qb ? upload(t, kh ? (const void *)kh : kc, cache_bytes, err) : 0,
+            vb = kb ? upload(t, vh ? (const void *)vh : vc, cache_bytes, err) : 0,
             ob = vb ? new_buffer(t, (uint64_t)(N * QD) * 4, WG_USAGE_STORAGE, err) : 0;
     if (!ob) goto done;
     sl_gpu_kernel_desc d = {.kernel = s->kernel, .n_head = (uint32_t)nh, .n_head_kv = (uint32_t)nkv,
-                            .head_dim = (uint32_t)hd, .n_rot = 0, .keys_per_split = ks, .n_splits = n_splits};
-    wg_binding b[5] = {bind(0, ub, 0, 16), bind(1, qb, 0, (uint64_t)(N * QD) * 4), bind(2, kb, 0, (uint64_t)(n_ctx * KD) * 4),
-                       bind(3, vb, 0, (uint64_t)(n_ctx * KD) * 4), bind(4, ob, 0, (uint64_t)(N * QD) * 4)};
+                            .head_dim = (uint32_t)hd, .n_rot = 0, .keys_per_split = ks, .n_splits = n_splits,
+                            .kv_f16 = s->kv_f16};
+    wg_binding b[5] = {bind(0, ub, 0, 16), bind(1, qb, 0, (uint64_t)(N * QD) * 4), bind(2, kb, 0, cache_bytes),
+                       bind(3, vb, 0, cache_bytes), bind(4, ob, 0, (uint64_t)(N * QD) * 4)};
     if (decode) {
         uint64_t part_bytes = (uint64_t)nh * n_splits * ((uint64_t)hd + 2) * 4;
         int32_t pb = new_buffer(t, part_bytes, WG_USAGE_STORAGE, err);
@@ -388,6 +426,8 @@ done:
     free(q);
     free(kc);
     free(vc);
+    free(kh);
+    free(vh);
     free(sc);
     return rc;
 }
@@ -411,6 +451,11 @@ sl_gpu_ktest *sl_gpu_ktest_begin(const sl_gpu_ktest_spec *s, sl_error *err) {
         sl_err(err, "ktest: bad token count %d", n);
         goto fail;
     }
+    if (s->kv_f16 && !wg_caps(WG_CAP_HAS_F16)) {
+        sl_err(err, "ktest: an f16 KV cache needs shader-f16, which the device lacks");
+        goto fail;
+    }
+    t->out_bytes = 4;
     int rc;
     switch (s->kernel) {
     case SL_GK_MATVEC:
@@ -424,13 +469,14 @@ sl_gpu_ktest *sl_gpu_ktest_begin(const sl_gpu_ktest_spec *s, sl_error *err) {
     default: rc = sl_err(err, "ktest: kernel %d cannot be tested alone", (int)s->kernel);
     }
     if (rc) goto fail;
-    t->staging = new_buffer(t, (uint64_t)t->n_out * 4, WG_USAGE_READBACK, err);
-    t->got = malloc((size_t)t->n_out * sizeof(float));
+    const uint64_t read_bytes = ((uint64_t)t->n_out * (uint64_t)t->out_bytes + 3) & ~(uint64_t)3;
+    t->staging = new_buffer(t, read_bytes, WG_USAGE_READBACK, err);
+    t->got = malloc((size_t)read_bytes);
     if (!t->staging || !t->got) {
         if (t->staging) sl_err(err, "out of memory");
         goto fail;
     }
-    if (wg_program_run(t->program, t->out_buf, 0, (double)t->n_out * 4, t->staging)) {
+    if (wg_program_run(t->program, t->out_buf, 0, (double)read_bytes, t->staging)) {
         char msg[300];
         wg_error_text(msg, sizeof msg);
         sl_err(err, "WebGPU: %s", msg);
@@ -446,14 +492,24 @@ int sl_gpu_ktest_end(sl_gpu_ktest *t, sl_gpu_ktest_result *r, sl_error *err) {
     memset(r, 0, sizeof *r);
     if (!t) return sl_err(err, "ktest: no test");
     int rc = 0;
-    if (wg_read_mapped(t->staging, t->got, (uint32_t)(t->n_out * 4))) {
+    const uint64_t read_bytes = ((uint64_t)t->n_out * (uint64_t)t->out_bytes + 3) & ~(uint64_t)3;
+    if (wg_read_mapped(t->staging, t->got, (uint32_t)read_bytes)) {
         char msg[300];
         wg_error_text(msg, sizeof msg);
         rc = sl_err(err, "WebGPU: %s", msg);
     } else {
         double se = 0, sr = 0;
+        const unsigned char *got = t->got;
         for (int64_t i = 0; i < t->n_out; i++) {
-            double d = (double)t->got[i] - t->expect[i];
+            float g;
+            if (t->out_bytes == 2) {
+                uint16_t h;
+                memcpy(&h, got + i * 2, 2);
+                g = sl_f16_to_f32(h);
+            } else {
+                memcpy(&g, got + i * 4, 4);
+            }
+            double d = (double)g - t->expect[i];
             if (!(fabs(d) <= r->max_abs)) r->max_abs = isnan(d) ? INFINITY : fabs(d);
             se += d * d;
             sr += (double)t->expect[i] * t->expect[i];

@@ -20,6 +20,8 @@ typedef struct sl_gpu_ktest_spec {
     bool qk_norm;
     int32_t pos0;             /* position of the first token (ROPE_*, ATTN_*) */
     int32_t chunk_rows;       /* > 0: split the weights into chunks of about this many rows */
+    bool kv_f16;              /* ROPE_KV, ATTN_*: f16 K/V caches (the device must have shader-f16);
+                                 the reference sees the cache values rounded to f16 as the GPU stores them */
     uint64_t seed;
 } sl_gpu_ktest_spec;
 

@@ -272,6 +272,7 @@ static sl_gpu_plan *build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_p
     p->n_resident = n_resident;
     p->hp = *hp;
     p->caps = *caps;
+    p->kv_f16 = params->kv_f16 && caps->has_f16;
     if (params->max_binding > 0 && params->max_binding < p->caps.max_binding)
         p->caps.max_binding = params->max_binding & ~(uint64_t)3;
     if (p->caps.max_binding < 4096 || p->caps.max_buffer < 4096) {
@@ -345,7 +346,7 @@ static sl_gpu_plan *build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_p
     if (p->buf_vectors < 0) goto fail;
 
     uint64_t rope_bytes = (uint64_t)p->n_ctx * (uint64_t)hp->n_rot * 4;
-    uint64_t kv_layer = (uint64_t)p->n_ctx * (uint64_t)KD * 4;
+    uint64_t kv_layer = align_up((uint64_t)p->n_ctx * (uint64_t)KD * (p->kv_f16 ? 2 : 4), 4);
     if (rope_bytes > limit || kv_layer > limit) {
         sl_err(err, "a context of %d tokens needs %llu bytes of KV cache per layer, more than the device's "
                     "binding limit of %llu bytes (use a smaller --ctx)",
@@ -448,10 +449,10 @@ const sl_gpu_tensor_plan *sl_gpu_plan_find(const sl_gpu_plan *p, const char *nam
 char *sl_gpu_plan_summary(const sl_gpu_plan *p, char *buf, size_t cap) {
     const double MiB = 1 << 20;
     int n = snprintf(buf, cap,
-                     "gpu plan: %.1f MiB in %d buffers (weights %.1f, kv %.1f for %d tokens, activations %.1f for "
+                     "gpu plan: %.1f MiB in %d buffers (weights %.1f, kv %.1f %s for %d tokens, activations %.1f for "
                      "%d tokens, rope %.1f, logits+staging %.1f, vectors %.2f)",
                      (double)p->total / MiB, p->n_buffers, (double)p->by_kind[SL_GPU_BUF_WEIGHT] / MiB,
-                     (double)p->by_kind[SL_GPU_BUF_KV] / MiB, p->n_ctx,
+                     (double)p->by_kind[SL_GPU_BUF_KV] / MiB, p->kv_f16 ? "f16" : "f32", p->n_ctx,
                      (double)p->by_kind[SL_GPU_BUF_ACTIVATIONS] / MiB, p->n_batch,
                      (double)p->by_kind[SL_GPU_BUF_ROPE] / MiB,
                      (double)(p->by_kind[SL_GPU_BUF_LOGITS] + p->by_kind[SL_GPU_BUF_STAGING]) / MiB,

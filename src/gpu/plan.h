@@ -9,7 +9,8 @@
  * - vectors: norms and biases as f32, plus RoPE's per-pair inverse
  *   frequencies, packed at aligned offsets in one buffer.
  * - rope: cos/sin of every (position, pair), [n_ctx][n_rot/2][2] f32.
- * - kv: per layer, a K and a V cache of [n_ctx][n_head_kv*head_dim] f32.
+ * - kv: per layer, a K and a V cache of [n_ctx][n_head_kv*head_dim] f32, or
+ *   f16 (half the bytes) when asked and the device has shader-f16.
  * - activations: one arena; each activation of a step lives from the op that
  *   writes it to the last op that reads it, and activations whose lifetimes
  *   do not overlap share bytes (first fit, largest first).
@@ -50,6 +51,7 @@ typedef struct sl_gpu_params {
     uint64_t budget;      /* bytes the plan may use; 0: no limit */
     uint64_t max_binding; /* > 0: use this binding limit instead of the device's (tests) */
     bool on_demand;       /* over the budget: stream layers instead of refusing */
+    bool kv_f16;          /* f16 K/V caches when the device has shader-f16 (else f32) */
 } sl_gpu_params;
 
 typedef enum sl_gpu_buf_kind {
@@ -119,6 +121,7 @@ typedef struct sl_gpu_plan {
     int32_t n_ctx, n_batch, n_out;
     sl_gpu_caps caps;       /* max_binding already lowered to params->max_binding */
     bool tied;              /* the output head is token_embd */
+    bool kv_f16;            /* the K/V caches hold f16 (asked, and the device has shader-f16) */
     int32_t attn_keys_per_split; /* decode attention: keys per workgroup */
     int32_t n_splits;       /* ceil(n_ctx / attn_keys_per_split) */
     int32_t n_resident;     /* layers with their own weight buffers; n_layer unless on demand */

@@ -3,14 +3,17 @@
 // quantizer, float64 math over the dequantized weights), through engine.wasm
 // and the bridge exactly as the engine runs them. Sizes include rows, columns
 // and token counts that are not multiples of the workgroup or tile sizes,
-// and weights split over several bindings. Needs a WebGPU adapter (Dawn: npm
-// `webgpu`; SwiftShader by default, see gpu_env.mjs). $STREAMLLM_WASM
-// selects another engine.wasm.
+// and weights split over several bindings; the f16 KV cache (shader-f16:
+// the lavapipe lane) kernel by kernel and end to end. Needs a WebGPU adapter
+// (Dawn: npm `webgpu`; SwiftShader by default, see gpu_env.mjs).
+// $STREAMLLM_WASM selects another engine.wasm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { WASM } from './refdata.mjs';
+import { WASM, CLI, requireTestdata, readIndex, referenceCase, readF32, compareRow } from './refdata.mjs';
 import { requireGpu } from './gpu_env.mjs';
 import { loadEngineModule } from '../../web/engine/wasm.mjs';
 import { requestDevice, createBridge } from '../../web/engine/webgpu.mjs';
@@ -42,12 +45,14 @@ async function setup(plain = false) {
   return contexts[plain];
 }
 
-// Runs one kernel test; returns { nrmse, maxAbs }.
+// Runs one kernel test; returns { nrmse, maxAbs }. kvF16: f16 K/V caches
+// (ROPE_KV, ATTN_*; the device must have shader-f16).
 async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh = 8, nkv = 2, hd = 32, nrot = hd,
-  neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false } = {}) {
+  neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false, kvF16 = false } = {}) {
   const { mod, bridge } = await setup(plain);
   const ex = mod.exports;
-  const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0, chunk, seed);
+  const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0,
+    chunk, seed, kvF16 ? 1 : 0);
   if (t === 0) throw mod.error('gpu_ktest_begin');
   await bridge.settle();
   const nrmse = ex.gpu_ktest_end(t);
@@ -58,6 +63,18 @@ async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh 
 const TOL = 2e-5;
 function expectClose(r, what) {
   assert.ok(r.nrmse <= TOL, `${what}: nrmse ${r.nrmse} > ${TOL} (max abs error ${r.maxAbs})`);
+}
+
+// The f16 KV cache tests need shader-f16 (lavapipe has it, SwiftShader not):
+// a loud skip elsewhere, also under CI=true (the lavapipe lane runs them).
+async function requireF16(t) {
+  if (!(await requireGpu(t))) return false;
+  const { info } = await setup();
+  if (info.features.includes('shader-f16')) return true;
+  const msg = `the adapter (${info.vendor} ${info.architecture}) has no shader-f16; the f16 KV cache tests run on the lavapipe lane (scripts/gpu-lane.sh lavapipe)`;
+  console.error(`SKIP ${msg}`);
+  t.skip(msg);
+  return false;
 }
 
 if (!existsSync(wasmPath)) {
@@ -143,6 +160,86 @@ if (!existsSync(wasmPath)) {
     const { info, bridge } = await setup(false);
     if (info.features.includes('subgroups') && info.wgslLanguageFeatures.includes('subgroup_id'))
       assert.ok(bridge.stats.subgroupPipelines > 0, 'no kernel used subgroups');
+  });
+
+  // f16 K/V caches: ROPE_KV rotates in f32 and rounds once when it stores;
+  // the reference rounds its K and V to f16 the same way (round to nearest
+  // even), and the attention tests give kernel and reference the same
+  // f16-rounded caches, so the f32 tolerance holds unchanged.
+  test('f16 KV cache: rope + K/V store (normal and neox, partial rotation, per-head norm)', async (t) => {
+    if (!(await requireF16(t))) return;
+    for (const neox of [false, true]) {
+      for (const [hd, nrot, qkNorm] of [[8, 8, false], [64, 64, true], [128, 64, false], [96, 32, true]]) {
+        const what = `f16 KV ${neox ? 'neox' : 'norm'} hd ${hd} rot ${nrot} norm ${qkNorm}`;
+        expectClose(await ktest(K.ROPE_KV, { n: 3, nh: 6, nkv: 3, hd, nrot, neox, qkNorm, pos0: 37, kvF16: true }), what);
+      }
+    }
+    // an odd number of f16 values per cache (bindings padded to 4 bytes)
+    expectClose(await ktest(K.ROPE_KV, { n: 3, nh: 1, nkv: 1, hd: 7, nrot: 6, pos0: 2, kvF16: true }), 'f16 KV, 1 head of 7, 5 rows');
+  });
+
+  test('f16 KV cache: attention decode and prefill read f16, accumulate in f32', async (t) => {
+    if (!(await requireF16(t))) return;
+    for (const [pos0, nh, nkv, hd] of [[0, 4, 4, 8], [10, 8, 2, 64], [255, 4, 1, 32], [256, 6, 3, 128], [700, 8, 4, 64]])
+      expectClose(await ktest(K.ATTN_DECODE, { pos0, nh, nkv, hd, kvF16: true }), `f16 decode pos ${pos0}, ${nh}/${nkv} heads of ${hd}`);
+    for (const [n, pos0, nh, nkv, hd] of [[1, 0, 2, 2, 8], [5, 0, 8, 2, 64], [70, 3, 4, 4, 32], [9, 130, 6, 3, 128], [3, 200, 4, 1, 256]])
+      expectClose(await ktest(K.ATTN_PREFILL, { n, pos0, nh, nkv, hd, kvF16: true }), `f16 prefill ${n} at ${pos0}, ${nh}/${nkv} heads of ${hd}`);
+  });
+
+  test('an f16 KV cache kernel test without shader-f16 is refused', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const { mod } = await setup(true); // no optional features
+    assert.throws(() => {
+      const h = mod.exports.gpu_ktest_begin(K.ROPE_KV, 0, 0, 0, 2, 0, 4, 2, 8, 8, 0, 0, 0, 0, 1, 1);
+      if (!h) throw mod.error();
+    }, /shader-f16/);
+  });
+
+  // End to end on stories260K: with --kv-f16 the greedy text of 32 tokens is
+  // the f32-KV run's, and the logits of every position (teacher forcing over
+  // the reference sequence) stay within nrmse 5e-3 of it.
+  test('f16 KV cache end to end: stories260K greedy tokens and logits vs the f32 KV cache', async (t) => {
+    if (!(await requireF16(t)) || !requireTestdata(t)) return;
+    const entry = readIndex().find((e) => e.name === 'stories260K-f32');
+    assert.ok(entry, 'stories260K-f32 is not in index.tsv');
+    const dir = mkdtempSync(path.join(tmpdir(), 'sl-kv-f16-'));
+    try {
+      const wasmArgs = process.env.STREAMLLM_WASM ? ['--wasm', wasmPath] : [];
+      const cli = (args) => new Promise((resolve) => {
+        execFile(process.execPath, [CLI, ...args, ...wasmArgs], { encoding: 'buffer', maxBuffer: 1 << 26 },
+          (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout: stdout.toString('utf8'), stderr: stderr.toString() }));
+      });
+      const run = ['run', '--backend', 'webgpu', '--temp', '0', '-n', '32', '-p', 'Once upon a time', '-m', entry.model];
+      const [r32, r16] = [await cli(run), await cli([...run, '--kv-f16'])];
+      assert.equal(r32.code, 0, r32.stderr);
+      assert.equal(r16.code, 0, r16.stderr);
+      assert.match(r16.stderr, /\(webgpu, kv f16/, 'the f16 KV cache was not used');
+      assert.ok(r32.stdout.length > 0);
+      assert.equal(r16.stdout, r32.stdout, 'greedy text differs with the f16 KV cache');
+
+      const c = referenceCase(entry);
+      const toks = path.join(dir, 'tokens');
+      writeFileSync(toks, c.tokens.join('\n') + '\n');
+      const logits = ['logits', '--backend', 'webgpu', '-m', entry.model, '--tokens', toks, '-o'];
+      const [l32, l16] = [await cli([...logits, path.join(dir, 'f32')]), await cli([...logits, path.join(dir, 'f16'), '--kv-f16'])];
+      assert.equal(l32.code, 0, l32.stderr);
+      assert.equal(l16.code, 0, l16.stderr);
+      const a = readF32(path.join(dir, 'f32')), b = readF32(path.join(dir, 'f16'));
+      assert.equal(a.length, c.tokens.length * c.V);
+      assert.equal(b.length, a.length);
+      let worst = 0, top1Bad = 0;
+      for (let r = 0; r < c.tokens.length; r++) {
+        const s = compareRow(b.subarray(r * c.V, (r + 1) * c.V), a.subarray(r * c.V, (r + 1) * c.V), 5e-3);
+        worst = Math.max(worst, s.nrmse);
+        if (!s.top1Ok) top1Bad++;
+      }
+      console.error(`  f16 KV cache vs f32, stories260K: ${c.tokens.length} rows, worst nrmse ${worst.toPrecision(3)}, ` +
+        `top-1 mismatches ${top1Bad}; greedy 32 tokens identical`);
+      assert.ok(worst <= 5e-3, `worst nrmse ${worst} > 5e-3`);
+      assert.equal(top1Bad, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a kernel test with a bad shape is refused', async (t) => {
