@@ -124,31 +124,12 @@ static int make_dirs(const char *path, sl_error *err) {
     return 0;
 }
 
-/* ---- one transfer -------------------------------------------------------- */
+/* ---- what arrives: headers and body of one request (see pull.h) ---------- */
 
-typedef struct transfer {
-    int fd;
-    uint64_t have;         /* bytes of the .part when the request was sent (0 after a restart) */
-    uint64_t written;      /* body bytes written by this transfer */
-    long status;           /* of the latest response */
-    int n_responses;
-    bool body_started, write_failed;
-    char write_error[160];
-    char linked_etag[80];  /* X-Linked-Etag, unquoted */
-    char first_etag[80];   /* ETag of the first response, unquoted */
-    int64_t linked_size;   /* X-Linked-Size, -1 when absent */
-    int64_t range_start;   /* Content-Range of the latest response: first byte, -1 when absent */
-    int64_t range_total;   /* ... and complete length, -1 when absent or '*' */
-    /* progress bar */
-    const char *name;
-    bool progress;
-    double last_draw, start;
-} transfer;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+void sl_pull_response_init(sl_pull_response *r, uint64_t have) {
+    memset(r, 0, sizeof *r);
+    r->have = have;
+    r->linked_size = r->range_start = r->range_total = r->retry_after = -1;
 }
 
 /* Copies a header value without surrounding blanks, W/ and quotes. */
@@ -171,29 +152,27 @@ static void header_token(const char *v, size_t n, char *out, size_t out_size) {
     out[n] = 0;
 }
 
-static int64_t parse_i64(const char *s, const char **end) {
+/* Leading decimal digits as a number (stops before it could overflow); -1 when none. */
+static int64_t parse_i64(const char *s) {
     int64_t v = 0;
     bool any = false;
     for (; *s >= '0' && *s <= '9' && v < INT64_MAX / 10 - 10; s++) {
         v = v * 10 + (*s - '0');
         any = true;
     }
-    if (end) *end = s;
     return any ? v : -1;
 }
 
-static size_t on_header(char *buf, size_t size, size_t n, void *arg) {
-    transfer *t = arg;
-    size_t len = size * n;
+size_t sl_pull_response_header(sl_pull_response *r, const char *buf, size_t len) {
     char line[512];
     size_t k = len < sizeof line - 1 ? len : sizeof line - 1;
     memcpy(line, buf, k);
     line[k] = 0;
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new response of the chain */
         const char *sp = strchr(line, ' ');
-        t->status = sp ? (long)parse_i64(sp + 1, NULL) : 0;
-        t->n_responses++;
-        t->range_start = t->range_total = -1;
+        r->status = sp ? (long)parse_i64(sp + 1) : 0;
+        r->n_responses++;
+        r->range_start = r->range_total = r->retry_after = -1;
         return len;
     }
     const char *colon = strchr(line, ':');
@@ -201,57 +180,153 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg) {
     size_t name_len = (size_t)(colon - line);
     const char *v = colon + 1;
     size_t vn = strlen(v);
+    while (*v == ' ' || *v == '\t') v++;
     if (name_len == 13 && strncasecmp(line, "X-Linked-Etag", 13) == 0) {
-        header_token(v, vn, t->linked_etag, sizeof t->linked_etag);
-    } else if (name_len == 4 && strncasecmp(line, "ETag", 4) == 0 && t->n_responses == 1) {
-        header_token(v, vn, t->first_etag, sizeof t->first_etag);
+        header_token(colon + 1, vn, r->linked_etag, sizeof r->linked_etag);
+    } else if (name_len == 4 && strncasecmp(line, "ETag", 4) == 0 && r->n_responses == 1) {
+        header_token(colon + 1, vn, r->first_etag, sizeof r->first_etag);
     } else if (name_len == 13 && strncasecmp(line, "X-Linked-Size", 13) == 0) {
-        while (*v == ' ') v++;
-        t->linked_size = parse_i64(v, NULL);
+        r->linked_size = parse_i64(v);
+    } else if (name_len == 11 && strncasecmp(line, "Retry-After", 11) == 0) {
+        r->retry_after = parse_i64(v); /* seconds; an HTTP date gives -1 */
     } else if (name_len == 13 && strncasecmp(line, "Content-Range", 13) == 0) {
         /* "bytes FIRST-LAST/TOTAL" or "bytes * /TOTAL" */
-        while (*v == ' ') v++;
         if (strncasecmp(v, "bytes ", 6) == 0) {
             const char *p = v + 6;
-            t->range_start = *p == '*' ? -1 : parse_i64(p, NULL);
+            r->range_start = *p == '*' ? -1 : parse_i64(p);
             const char *slash = strchr(p, '/');
-            t->range_total = slash ? parse_i64(slash + 1, NULL) : -1;
+            r->range_total = slash ? parse_i64(slash + 1) : -1;
         }
     }
     return len;
 }
 
-static size_t fail_write(transfer *t, const char *msg) {
-    snprintf(t->write_error, sizeof t->write_error, "%s", msg);
-    t->write_failed = true;
+static size_t fail_write(sl_pull_response *r, const char *msg) {
+    snprintf(r->write_error, sizeof r->write_error, "%s", msg);
+    r->write_failed = true;
     return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+}
+
+size_t sl_pull_response_body(sl_pull_response *r, const char *buf, size_t len) {
+    if (r->write_failed) return 0;
+    if (r->body_started && r->body_response != r->n_responses) /* libcurl never does this; refuse to mix */
+        return fail_write(r, "a second response arrived after the body had begun");
+    if (!r->body_started) {
+        r->body_started = true;
+        r->body_response = r->n_responses;
+        if (r->status == 206) {
+            if (r->range_start < 0 || (uint64_t)r->range_start != r->have)
+                return fail_write(r, "the server resumed at another offset than asked");
+        } else if (r->status == 200) {
+            if (r->have > 0) { /* the server ignored Range: start over */
+                const char *why = r->truncate(r->sink);
+                if (why) return fail_write(r, why);
+                r->have = 0;
+            }
+        } else {
+            return fail_write(r, ""); /* an error page: the status says what happened */
+        }
+    }
+    uint64_t at;
+    if (!sl_add_u64(r->have, r->written, &at) || !sl_add_u64(at, len, &at))
+        return fail_write(r, "more bytes than a file can have");
+    const char *why = len ? r->write_at(r->sink, buf, len, r->have + r->written) : NULL;
+    if (why) return fail_write(r, why);
+    r->written += len;
+    return len;
+}
+
+static bool is_hex64(const char *s) {
+    if (strlen(s) != 64) return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))) return false;
+    return true;
+}
+
+const char *sl_pull_response_sha256(const sl_pull_response *r) {
+    return is_hex64(r->linked_etag) ? r->linked_etag : is_hex64(r->first_etag) ? r->first_etag : NULL;
+}
+
+sl_pull_verdict sl_pull_response_verdict(const sl_pull_response *r, bool transfer_ok, const char *transfer_msg,
+                                         char *msg, size_t msg_size) {
+    msg[0] = 0;
+    if (!transfer_msg || !*transfer_msg) transfer_msg = "connection failed";
+    if (r->status == 416 && r->have > 0) {
+        /* nothing left past what we have: complete if the sizes agree, else start over */
+        int64_t total = r->range_total >= 0 ? r->range_total : r->linked_size;
+        if (total >= 0 && (uint64_t)total == r->have) return SL_PULL_COMPLETE;
+        snprintf(msg, msg_size, "the server refuses to resume");
+        return SL_PULL_RESTART;
+    }
+    if (r->write_failed && r->write_error[0]) {
+        snprintf(msg, msg_size, "%s", r->write_error);
+        return SL_PULL_FAIL;
+    }
+    if (r->status != 200 && r->status != 206) {
+        if (!r->status) {
+            snprintf(msg, msg_size, "%s", transfer_msg);
+            return SL_PULL_FAIL;
+        }
+        snprintf(msg, msg_size, "HTTP %ld", r->status);
+        bool transient = r->status == 408 || r->status == 429 || r->status == 500 || r->status == 502 ||
+                         r->status == 503 || r->status == 504;
+        return transient ? SL_PULL_BACKOFF : SL_PULL_FAIL;
+    }
+    if (!transfer_ok) {
+        snprintf(msg, msg_size, "interrupted after %llu bytes (%s)", (unsigned long long)(r->have + r->written),
+                 transfer_msg);
+        return r->written > 0 ? SL_PULL_RESUME : SL_PULL_FAIL;
+    }
+    return SL_PULL_COMPLETE;
+}
+
+/* ---- one transfer with libcurl ------------------------------------------- */
+
+typedef struct transfer {
+    sl_pull_response r;
+    int fd;
+    char io_error[160];
+    /* progress bar */
+    const char *name;
+    bool progress;
+    double last_draw, start;
+} transfer;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *part_write_at(void *sink, const void *buf, size_t n, uint64_t offset) {
+    transfer *t = sink;
+    const char *p = buf;
+    for (size_t done = 0; done < n;) {
+        ssize_t w = pwrite(t->fd, p + done, n - done, (off_t)(offset + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { /* ENOSPC, EFBIG (a file size limit), EIO ... */
+            snprintf(t->io_error, sizeof t->io_error, "cannot write the .part file: %s",
+                     w < 0 ? strerror(errno) : "no progress");
+            return t->io_error;
+        }
+        done += (size_t)w;
+    }
+    return NULL;
+}
+
+static const char *part_truncate(void *sink) {
+    transfer *t = sink;
+    return ftruncate(t->fd, 0) == 0 ? NULL : "cannot truncate the .part file";
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg) {
+    transfer *t = arg;
+    return sl_pull_response_header(&t->r, buf, size * n);
 }
 
 static size_t on_body(char *buf, size_t size, size_t n, void *arg) {
     transfer *t = arg;
-    size_t len = size * n;
-    if (!t->body_started) {
-        t->body_started = true;
-        if (t->status == 206) {
-            if (t->range_start < 0 || (uint64_t)t->range_start != t->have)
-                return fail_write(t, "the server resumed at another offset than asked");
-        } else if (t->status == 200) {
-            if (t->have > 0) { /* the server ignored Range: start over */
-                if (ftruncate(t->fd, 0) != 0) return fail_write(t, "cannot truncate the .part file");
-                t->have = 0;
-            }
-        } else {
-            return fail_write(t, "");
-        }
-    }
-    for (size_t done = 0; done < len;) {
-        ssize_t w = pwrite(t->fd, buf + done, len - done, (off_t)(t->have + t->written));
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return fail_write(t, strerror(errno));
-        done += (size_t)w;
-        t->written += (uint64_t)w;
-    }
-    return len;
+    return sl_pull_response_body(&t->r, buf, size * n);
 }
 
 static void draw_progress(transfer *t, uint64_t now_bytes, uint64_t total) {
@@ -266,7 +341,7 @@ static void draw_progress(transfer *t, uint64_t now_bytes, uint64_t total) {
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
     bar[width] = 0;
     double secs = now - t->start;
-    double rate = secs > 0 ? (double)t->written / secs / (1024.0 * 1024.0) : 0.0;
+    double rate = secs > 0 ? (double)t->r.written / secs / (1024.0 * 1024.0) : 0.0;
     if (total)
         fprintf(stderr, "\r%s [%s] %5.1f%% %.1f/%.1f MiB %.1f MiB/s ", t->name, bar, 100.0 * frac,
                 (double)now_bytes / 1048576.0, (double)total / 1048576.0, rate);
@@ -279,19 +354,12 @@ static int on_xfer(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
     (void)ultotal;
     (void)ulnow;
     transfer *t = arg;
-    if (t->progress && t->body_started && (t->status == 200 || t->status == 206))
-        draw_progress(t, t->have + (uint64_t)dlnow, dltotal > 0 ? t->have + (uint64_t)dltotal : 0);
+    if (t->progress && t->r.body_started && (t->r.status == 200 || t->r.status == 206))
+        draw_progress(t, t->r.have + (uint64_t)dlnow, dltotal > 0 ? t->r.have + (uint64_t)dltotal : 0);
     return 0;
 }
 
-static bool is_hex64(const char *s) {
-    if (strlen(s) != 64) return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))) return false;
-    return true;
-}
-
-/* One GET of url into t->fd from t->have on. Returns the curl result. */
+/* One GET of url into t->fd from t->r.have on. Returns the curl result. */
 static CURLcode run_transfer(const char *url, transfer *t, const sl_pull_opts *o, bool hf, char *curl_msg) {
     CURL *h = curl_easy_init();
     if (!h) return CURLE_FAILED_INIT;
@@ -303,7 +371,7 @@ static CURLcode run_transfer(const char *url, transfer *t, const sl_pull_opts *o
         headers = curl_slist_append(headers, auth); /* curl drops it on a redirect to another host */
     }
     char range[48];
-    snprintf(range, sizeof range, "%llu-", (unsigned long long)t->have);
+    snprintf(range, sizeof range, "%llu-", (unsigned long long)t->r.have);
     curl_msg[0] = 0;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
@@ -317,7 +385,7 @@ static CURLcode run_transfer(const char *url, transfer *t, const sl_pull_opts *o
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_s > 0 ? o->stall_timeout_s : 60L);
     if (headers) curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    if (t->have > 0) curl_easy_setopt(h, CURLOPT_RANGE, range);
+    if (t->r.have > 0) curl_easy_setopt(h, CURLOPT_RANGE, range);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -331,7 +399,19 @@ static CURLcode run_transfer(const char *url, transfer *t, const sl_pull_opts *o
     return rc;
 }
 
-/* Downloads url to dest (via dest.part). */
+static void sleep_ms(long ms) {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Cuts that made progress are resumed at once, up to this many times a file. */
+#define MAX_RESUMES 10
+/* The longest Retry-After obeyed (longer ones are cut to this). */
+#define MAX_RETRY_AFTER_S 60
+
+/* Downloads url to dest (via dest.part). Transient failures are retried (see
+ * sl_pull_opts.retries); what is left on failure is a .part to resume. */
 static int download_one(const char *url, const char *dest, const char *name, const sl_pull_opts *o, bool hf,
                         sl_error *err) {
     struct stat st;
@@ -349,81 +429,102 @@ static int download_one(const char *url, const char *dest, const char *name, con
         return sl_err(err, "another pull is writing %s", part);
     }
     int rc = -1;
-    transfer t = {0};
-    bool complete = false;
-    for (int attempt = 0; attempt < 2 && !complete; attempt++) {
+    int retries = o->retries == 0 ? 3 : o->retries < 0 ? 0 : o->retries;
+    long delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 1000;
+    int resumes = MAX_RESUMES, restarts = 1;
+    transfer t;
+    const char *expected = NULL;
+    for (;;) {
         if (fstat(fd, &st) != 0) {
             sl_err(err, "cannot stat %s: %s", part, strerror(errno));
             goto done;
         }
         memset(&t, 0, sizeof t);
+        sl_pull_response_init(&t.r, (uint64_t)st.st_size);
+        t.r.write_at = part_write_at;
+        t.r.truncate = part_truncate;
+        t.r.sink = &t;
         t.fd = fd;
-        t.have = (uint64_t)st.st_size;
-        t.linked_size = t.range_start = t.range_total = -1;
         t.name = name;
         t.progress = o->progress;
         t.start = now_s();
-        if (o->log && t.have > 0) fprintf(o->log, "resuming %s at %llu bytes\n", name, (unsigned long long)t.have);
+        if (o->log && t.r.have > 0)
+            fprintf(o->log, "resuming %s at %llu bytes\n", name, (unsigned long long)t.r.have);
         char curl_msg[CURL_ERROR_SIZE];
         CURLcode cc = run_transfer(url, &t, o, hf, curl_msg);
-        if (t.progress && t.body_started) { /* the bar's last state, then a new line */
+        if (t.progress && t.r.body_started) { /* the bar's last state, then a new line */
             t.last_draw = 0;
-            uint64_t now_bytes = t.have + t.written;
+            uint64_t now_bytes = t.r.have + t.r.written;
             draw_progress(&t, now_bytes, cc == CURLE_OK ? now_bytes : 0);
             fputc('\n', stderr);
         }
-        if (t.status == 416 && t.have > 0) {
-            /* nothing left past what we have: complete if the sizes agree, else start over */
-            int64_t total = t.range_total >= 0 ? t.range_total : t.linked_size;
-            if (total >= 0 && (uint64_t)total == t.have) {
-                complete = true;
-            } else if (ftruncate(fd, 0) != 0) {
+        char why[256];
+        sl_pull_verdict v = sl_pull_response_verdict(&t.r, cc == CURLE_OK, curl_msg[0] ? curl_msg : curl_easy_strerror(cc),
+                                                     why, sizeof why);
+        if (v == SL_PULL_RESTART && restarts-- > 0) {
+            if (ftruncate(fd, 0) != 0) {
                 sl_err(err, "cannot truncate %s", part);
                 goto done;
             }
             continue;
         }
-        if (t.write_failed && t.write_error[0]) {
-            sl_err(err, "download of %s failed: %s", url, t.write_error);
+        if (v == SL_PULL_RESUME && resumes-- > 0) {
+            if (o->log) fprintf(o->log, "%s: %s; resuming\n", name, why);
+            continue;
+        }
+        if (v == SL_PULL_BACKOFF && retries-- > 0) {
+            long wait_ms = t.r.retry_after >= 0 ? 1000L * (t.r.retry_after < MAX_RETRY_AFTER_S ? t.r.retry_after
+                                                                                                  : MAX_RETRY_AFTER_S)
+                                                 : delay_ms;
+            if (o->log) fprintf(o->log, "%s: %s; retrying in %.1f s\n", name, why, wait_ms / 1000.0);
+            sleep_ms(wait_ms);
+            delay_ms *= 2;
+            continue;
+        }
+        if (v == SL_PULL_RESTART) {
+            sl_err(err, "the server refuses to resume %s", url);
             goto done;
         }
-        if (t.status != 200 && t.status != 206) {
-            if (t.status) sl_err(err, "HTTP %ld for %s", t.status, url);
-            else sl_err(err, "cannot fetch %s: %s", url, curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+        bool cut = !t.r.write_failed && (t.r.status == 200 || t.r.status == 206);
+        if (v == SL_PULL_RESUME || (v == SL_PULL_FAIL && cut)) {
+            sl_err(err, "download of %s %s; run pull again to resume", name, why);
             goto done;
         }
-        if (cc != CURLE_OK) {
-            sl_err(err, "download of %s interrupted after %llu bytes (%s); run pull again to resume", name,
-                   (unsigned long long)(t.have + t.written), curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+        if (v != SL_PULL_COMPLETE) {
+            if (t.r.write_failed && t.r.write_error[0]) sl_err(err, "download of %s failed: %s", url, why);
+            else if (t.r.status) sl_err(err, "%s for %s", why, url);
+            else sl_err(err, "cannot fetch %s: %s", url, why);
             goto done;
         }
-        complete = true;
-    }
-    if (!complete) {
-        sl_err(err, "the server refuses to resume %s", url);
-        goto done;
-    }
 
-    /* Verify: size when published, SHA-256 when published. */
-    if (fstat(fd, &st) != 0) {
-        sl_err(err, "cannot stat %s", part);
-        goto done;
-    }
-    if (t.linked_size >= 0 && (uint64_t)st.st_size != (uint64_t)t.linked_size) {
-        unlink(part);
-        sl_err(err, "%s has %lld bytes, the hub says %lld: the download was removed", name, (long long)st.st_size,
-               (long long)t.linked_size);
-        goto done;
-    }
-    const char *expected = is_hex64(t.linked_etag) ? t.linked_etag : is_hex64(t.first_etag) ? t.first_etag : NULL;
-    char got[65];
-    if (expected) {
-        if (sl_sha256_file(part, got, err)) goto done;
-        if (strcasecmp(got, expected) != 0) {
-            unlink(part);
-            sl_err(err, "SHA-256 of %s is %s, the hub says %s: the download was removed", name, got, expected);
+        /* Verify: size when published, SHA-256 when published. A mismatch is
+         * downloaded once more from the start (corruption in transit), then
+         * removed so that the next pull starts clean. */
+        if (fstat(fd, &st) != 0) {
+            sl_err(err, "cannot stat %s", part);
             goto done;
         }
+        expected = sl_pull_response_sha256(&t.r);
+        bool matches = true;
+        if (t.r.linked_size >= 0 && (uint64_t)st.st_size != (uint64_t)t.r.linked_size) {
+            sl_err(err, "%s has %lld bytes, the hub says %lld: the download was removed", name,
+                   (long long)st.st_size, (long long)t.r.linked_size);
+            matches = false;
+        } else if (expected) {
+            char got[65];
+            if (sl_sha256_file(part, got, err)) goto done;
+            if (strcasecmp(got, expected) != 0) {
+                sl_err(err, "SHA-256 of %s is %s, the hub says %s: the download was removed", name, got, expected);
+                matches = false;
+            }
+        }
+        if (matches) break;
+        if (retries-- > 0 && ftruncate(fd, 0) == 0) {
+            if (o->log) fprintf(o->log, "%s: the download does not match what the server published; downloading again\n", name);
+            continue;
+        }
+        unlink(part);
+        goto done;
     }
     if (fsync(fd) != 0 || rename(part, dest) != 0) {
         sl_err(err, "cannot move %s into place: %s", part, strerror(errno));

@@ -1,0 +1,154 @@
+// faults_browser.test.mjs - a tab reloaded in the middle of a download, in
+// headless Chromium (playwright-core, the system's chromium), for both cache
+// stores (OPFS through sync access handles in a module Worker, and the Cache
+// API). Page tests/browser/weights.html, model stories260K split into small
+// shards and served slowly by the fault-injecting server (weights_server.mjs)
+// so that the reload lands mid-shard. The reload kills the page and its
+// Worker without any abort path running (unlike an AbortController). After
+// it, a load must: succeed with the same logits as Node, fetch no shard that
+// was complete again, fetch of the interrupted shard at most the bytes it
+// lacks (what the store kept of it, resumed; else the whole shard), and
+// leave the cache valid: the model complete, its bytes exactly the shards',
+// no partial download counted, and an offline reload loading from it.
+// Skips loudly without chromium, playwright-core, the test data or
+// build/streamllm (fails under CI=true).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Engine } from '../../web/engine/engine.mjs';
+import { WASM, TESTDATA, REPO, hasTestdata } from './refdata.mjs';
+import { startServer } from './weights_server.mjs';
+import { tempDir, streamllm, hasStreamllm, STREAMLLM, readJson } from './weights_fixtures.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const PROMPT = 'Once upon a time';
+
+async function playwright() {
+  try {
+    return (await import('playwright-core')).chromium;
+  } catch {
+    return null;
+  }
+}
+
+function skipOrFail(t, what) {
+  const msg = `${what} absent`;
+  if (process.env.CI === 'true') throw new Error(`CI=true: ${msg}`);
+  console.error(`SKIP faults_browser: ${msg}`);
+  t.skip(msg);
+}
+
+async function until(cond, what, timeoutMs = 60000) {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (OPFS, Cache API)', { timeout: 240000 }, async (t) => {
+  const chromium = await playwright();
+  if (!chromium) return skipOrFail(t, 'playwright-core (npm install)');
+  if (!existsSync(CHROMIUM)) return skipOrFail(t, CHROMIUM);
+  if (!hasTestdata()) return skipOrFail(t, `test data at ${TESTDATA}`);
+  if (!hasStreamllm()) return skipOrFail(t, STREAMLLM);
+  if (!existsSync(WASM)) return skipOrFail(t, WASM);
+
+  const tmp = tempDir(t, 'sl-faults-browser-');
+  const model = path.join(TESTDATA, 'models/stories260K.gguf');
+  const shards = path.join(tmp, 'shards');
+  streamllm(['split', model, shards, '--max-shard-size', '256K']);
+  const manifest = readJson(path.join(shards, 'manifest.json'));
+  const total = manifest.shards.reduce((n, s) => n + s.bytes, 0);
+  const big = manifest.shards.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+
+  const engine = await Engine.create({ wasm: readFileSync(WASM), backend: 'cpu' });
+  await engine.load(model);
+  const want = Array.from(new Uint32Array((await engine.eval(engine.tokenize(PROMPT), { allLogits: true })).buffer));
+  engine.free();
+
+  // the page from one server, the model from another (stopped at the end: offline)
+  const app = await startServer({ dir: shards, root: REPO });
+  t.after(() => app.stop());
+  const models = await startServer({ dir: shards });
+  t.after(() => models.stop());
+  const url = models.url('manifest.json');
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  page.setDefaultTimeout(60000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const ready = () => page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  const call = (where, op, args) => page.evaluate(async ([w, o, a]) => {
+    const r = await window[w](o, a);
+    if (r && r.logits) r.logits = Array.from(new Uint32Array(r.logits.buffer, r.logits.byteOffset, r.logits.length));
+    return r;
+  }, [where, op, args]);
+  await page.goto(`${app.base}/tests/browser/weights.html`);
+  await ready();
+
+  const keys = manifest.shards.map((s) => s.sha256);
+  for (const kind of ['opfs', 'cache']) {
+    const name = `reload-${kind}`;
+    // 1. a load whose largest shard comes slowly; the tab reloads when half of it was sent
+    models.reset();
+    models.fault({ file: big.file, kind: 'slow', rate: 100000, times: 1e9 });
+    const pending = call('worker', 'load', { url, kind, name }).catch((e) => ({ gone: String(e) }));
+    await until(() => models.bytes(big.file) >= big.bytes / 2, `half of ${big.file}`);
+    await page.reload();
+    await ready();
+    const cut = await pending;
+    assert.ok(cut.gone || cut.error, `${kind}: the load did not finish before the reload`);
+    models.clearFaults();
+    await models.idle();
+
+    // 2. what the store kept
+    const st = await call('worker', 'stat', { kind, name, keys });
+    const doneBefore = manifest.shards.filter((s) => st[s.sha256].complete === s.bytes);
+    const partial = Math.min(st[big.sha256].partial ?? 0, big.bytes);
+    assert.notEqual(st[big.sha256].complete, big.bytes, `${kind}: the slow shard was not complete`);
+    assert.ok(doneBefore.length >= 1, `${kind}: some shards were complete before the reload: ${JSON.stringify(st)}`);
+
+    // 3. the load again: right, and only what was missing
+    models.reset();
+    const r = await call('worker', 'load', { url, kind, name });
+    assert.equal(r.error, undefined, `${kind}: ${r.error}`);
+    assert.deepEqual(r.logits, want, `${kind}: same logits as Node`);
+    for (const s of doneBefore) assert.equal(models.bytes(s.file), 0, `${kind}: ${s.file} not fetched again`);
+    assert.equal(models.bytes(big.file), big.bytes - partial,
+      `${kind}: the interrupted shard: ${models.bytes(big.file)} bytes fetched, ${partial} of ${big.bytes} were kept`);
+    assert.ok(models.bytes() <= total, `${kind}: ${models.bytes()} bytes fetched for ${total}`);
+    t.diagnostic(`${kind}: reload after ${cut.gone ? 'the page went away' : cut.error}; ${doneBefore.length} of ` +
+      `${manifest.shards.length} shards kept, ${partial} of ${big.bytes} bytes of the cut one kept and resumed`);
+
+    // 4. the cache is valid: complete, exactly the shards' bytes, no partial left over
+    const list = await call('worker', 'list', { kind, name });
+    assert.equal(list.models.length, 1, `${kind}: one model`);
+    assert.equal(list.models[0].complete, true, `${kind}: complete`);
+    assert.equal(list.usage.bytes, total, `${kind}: the shards' bytes`);
+    assert.equal(list.usage.partialBytes, 0, `${kind}: no partial download left`);
+    const after = await call('worker', 'stat', { kind, name, keys });
+    for (const s of manifest.shards) assert.equal(after[s.sha256].complete, s.bytes, `${kind}: ${s.file} stored whole`);
+  }
+
+  // 5. offline: the model server gone, a reload loads both from their caches
+  await models.stop();
+  await page.reload();
+  await ready();
+  for (const kind of ['opfs', 'cache']) {
+    const r = await call('worker', 'load', { url, kind, name: `reload-${kind}` });
+    assert.equal(r.error, undefined, `${kind} offline: ${r.error}`);
+    assert.equal(r.offline, true, `${kind}: offline`);
+    assert.equal(r.counters.networkBytes, 0);
+    assert.deepEqual(r.logits, want, `${kind} offline: same logits`);
+  }
+  assert.deepEqual(errors, []);
+});
