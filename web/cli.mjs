@@ -30,6 +30,8 @@ common options:
   --gpu-budget BYTES     GPU memory the WebGPU plan may use (K, M, G suffixes); a model
                          over it keeps the layers that fit resident and streams the
                          others from its files or the cache in every pass (slower)
+  --kv-f16               WebGPU: keep the KV cache in f16 (half the memory) when the
+                         adapter has shader-f16 (default f32, as llama.cpp's references)
 
 MODEL is a .gguf file, the first file of a llama.cpp split (*-00001-of-0000N.gguf),
 a shard directory made by "streamllm split" or its manifest.json, or an http(s)
@@ -68,6 +70,7 @@ const OPTS = [
   { key: 'cache', names: ['--cache'] },
   { key: 'adapterInfo', names: ['--adapter-info'], flag: true },
   { key: 'gpuBudget', names: ['--gpu-budget'], bytes: true },
+  { key: 'kvF16', names: ['--kv-f16'], flag: true },
   { key: 'verbose', names: ['-v', '--verbose'], flag: true },
 ];
 
@@ -121,6 +124,7 @@ function fmtG(x) {
 
 async function openEngine(o, nNeeded = 0) {
   const gpu = o.gpuBudget !== undefined ? { budget: o.gpuBudget } : {};
+  if (o.kvF16) gpu.kvF16 = true;
   const engine = await Engine.create({ wasm: o.wasm ? new URL(o.wasm, `file://${process.cwd()}/`) : undefined, backend: o.backend ?? DEFAULT_BACKEND, gpu });
   // the context as the native CLI sizes it: --ctx, else min(n_ctx_train,
   // 4096), grown to a sequence known up front
@@ -185,8 +189,10 @@ async function cmdRun(o) {
 function backendNote(engine, o) {
   if (engine.backendName === 'cpu') return `wasm cpu, 1 thread${o.threads > 1 ? `; -t ${o.threads} ignored` : ''}`;
   const plan = engine.backend?.plan;
-  if (plan && plan.n_resident < plan.n_layer) return `${engine.backendName}, on demand: ${plan.n_resident} of ${plan.n_layer} layers resident`;
-  return engine.backendName;
+  // --kv-f16 is a request: say whether the device took it
+  const kv = o.kvF16 ? `, kv ${plan?.kv_f16 ? 'f16' : 'f32 (no shader-f16)'}` : '';
+  if (plan && plan.n_resident < plan.n_layer) return `${engine.backendName}${kv}, on demand: ${plan.n_resident} of ${plan.n_layer} layers resident`;
+  return `${engine.backendName}${kv}`;
 }
 
 // Whitespace-separated non-negative token ids, as the native --tokens reads them.
@@ -233,6 +239,11 @@ async function adapterInfo() {
   const factory = await webgpuBackend();
   if (typeof factory.adapterInfo !== 'function') throw new EngineError('the WebGPU backend has no adapterInfo()');
   const info = await factory.adapterInfo();
+  // Dawn crashed at exit (NVIDIA Vulkan) when the process ended right after
+  // creating a device: let the device go and Dawn's threads settle first
+  factory.device?.destroy?.();
+  await factory.device?.lost;
+  await new Promise((r) => setTimeout(r, 100));
   process.stdout.write(typeof info === 'string' ? `${info}\n` : `${JSON.stringify(info, null, 2)}\n`);
 }
 

@@ -227,10 +227,23 @@ static int put_decoder(text *t, sl_type type, uint32_t cols) {
 
 /* ---- shared pieces ------------------------------------------------------- */
 
+/* The kernels that read or write the K/V caches; with kv_f16 these hold f16. */
+static bool kv_is_f16(const sl_gpu_kernel_desc *d) {
+    return d->kv_f16 &&
+           (d->kernel == SL_GK_ROPE_KV || d->kernel == SL_GK_ATTN_DECODE || d->kernel == SL_GK_ATTN_PREFILL);
+}
+
+/* The caches' element type, and the conversions from f32 (for storing) and
+ * to f32 (for reading): empty when the caches are f32. */
+static const char *kv_type(const sl_gpu_kernel_desc *d) { return kv_is_f16(d) ? "f16" : "f32"; }
+static const char *kv_store(const sl_gpu_kernel_desc *d) { return kv_is_f16(d) ? "f16" : ""; }
+static const char *kv_load(const sl_gpu_kernel_desc *d) { return kv_is_f16(d) ? "f32" : ""; }
+
 static void put_prelude(text *t, const sl_gpu_kernel_desc *d) {
-    if (d->subgroups)
-        put(t, "enable subgroups;\n"
-               "var<private> g_lane: u32;\nvar<private> g_sid: u32;\nvar<private> g_nsg: u32;\n");
+    /* "enable subgroups;" first: the bridge's statistics look for it there */
+    if (d->subgroups) put(t, "enable subgroups;\n");
+    if (kv_is_f16(d)) put(t, "enable f16;\n");
+    if (d->subgroups) put(t, "var<private> g_lane: u32;\nvar<private> g_sid: u32;\nvar<private> g_nsg: u32;\n");
     put(t, "struct Step { n_tokens: u32, pos0: u32, n_kv: u32, pad: u32 };\n"
            "@group(0) @binding(0) var<uniform> step: Step;\n");
 }
@@ -476,9 +489,10 @@ static void gen_rope(text *t, const sl_gpu_kernel_desc *d, bool is_q) {
     else
         put(t, "@group(0) @binding(1) var<storage, read_write> S: array<f32>;\n"
                "@group(0) @binding(2) var<storage, read_write> V: array<f32>;\n"
-               "@group(0) @binding(3) var<storage, read_write> KC: array<f32>;\n"
-               "@group(0) @binding(4) var<storage, read_write> VC: array<f32>;\n"
-               "@group(0) @binding(5) var<storage, read> ROPE: array<f32>;\n");
+               "@group(0) @binding(3) var<storage, read_write> KC: array<%s>;\n"
+               "@group(0) @binding(4) var<storage, read_write> VC: array<%s>;\n"
+               "@group(0) @binding(5) var<storage, read> ROPE: array<f32>;\n",
+            kv_type(d), kv_type(d));
     if (d->qk_norm) put(t, "@group(0) @binding(%d) var<storage, read> NW: array<f32>;\n", is_q ? 3 : 6);
     put(t, "var<workgroup> red: array<f32, WG>;\n");
     put_reduce(t, d, "sum_wg", false);
@@ -498,18 +512,20 @@ static void gen_rope(text *t, const sl_gpu_kernel_desc *d, bool is_q) {
     const char *val_b = d->qk_norm ? "S[src + b] * scale * NW[b]" : "S[src + b]";
     put(t, "  for (var i = lid; i < HALF; i += WG) {\n");
     put_rope_pair(t, d->rope_kind);
+    /* K is rotated in f32 and rounded once, when stored (f16 caches) */
+    const char *cv = is_q ? "" : kv_store(d);
     put(t, "    let cs = ROPE[(pos * HALF + i) * 2u]; let sn = ROPE[(pos * HALF + i) * 2u + 1u];\n"
            "    let x0 = %s; let x1 = %s;\n"
-           "    %s[%s + a] = x0 * cs - x1 * sn;\n"
-           "    %s[%s + b] = x0 * sn + x1 * cs;\n"
+           "    %s[%s + a] = %s(x0 * cs - x1 * sn);\n"
+           "    %s[%s + b] = %s(x0 * sn + x1 * cs);\n"
            "  }\n",
-        val_a, val_b, is_q ? "S" : "KC", is_q ? "src" : "dst", is_q ? "S" : "KC", is_q ? "src" : "dst");
+        val_a, val_b, is_q ? "S" : "KC", is_q ? "src" : "dst", cv, is_q ? "S" : "KC", is_q ? "src" : "dst", cv);
     /* dimensions past n_rot: normed (if so) and, for K, copied */
     if (d->n_rot < d->head_dim && (d->qk_norm || !is_q)) {
-        put(t, "  for (var a = NROT + lid; a < HD; a += WG) { %s[%s + a] = %s; }\n", is_q ? "S" : "KC",
-            is_q ? "src" : "dst", val_a);
+        put(t, "  for (var a = NROT + lid; a < HD; a += WG) { %s[%s + a] = %s(%s); }\n", is_q ? "S" : "KC",
+            is_q ? "src" : "dst", cv, val_a);
     }
-    if (!is_q) put(t, "  for (var k = lid; k < HD; k += WG) { VC[dst + k] = V[src + k]; }\n");
+    if (!is_q) put(t, "  for (var k = lid; k < HD; k += WG) { VC[dst + k] = %s(V[src + k]); }\n", cv);
     put(t, "}\n");
 }
 
@@ -527,12 +543,13 @@ static void put_attn_consts(text *t, const sl_gpu_kernel_desc *d) {
 static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
     put_attn_consts(t, d);
     put(t, "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
-           "@group(0) @binding(2) var<storage, read> KC: array<f32>;\n"
-           "@group(0) @binding(3) var<storage, read> VC: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read> KC: array<%s>;\n"
+           "@group(0) @binding(3) var<storage, read> VC: array<%s>;\n"
            "@group(0) @binding(4) var<storage, read_write> P: array<f32>;\n"
            "var<workgroup> red: array<f32, WG>;\n"
            "var<workgroup> qs: array<f32, HD>;\n"
-           "var<workgroup> sc: array<f32, KS>;\n");
+           "var<workgroup> sc: array<f32, KS>;\n",
+        kv_type(d), kv_type(d));
     put_reduce(t, d, "sum_wg", false);
     put_reduce(t, d, "max_wg", true);
     put_main(t, d, "WG");
@@ -547,7 +564,7 @@ static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
            "  var mx = -3.0e38;\n"
            "  for (var s = s0 + lid; s < s1; s += WG) {\n"
            "    var dt = 0.0;\n"
-           "    for (var k = 0u; k < HD; k++) { dt += qs[k] * KC[s * KD + kvo + k]; }\n"
+           "    for (var k = 0u; k < HD; k++) { dt += qs[k] * %s(KC[s * KD + kvo + k]); }\n"
            "    let v = dt * SCALE;\n"
            "    sc[s - s0] = v;\n"
            "    mx = max(mx, v);\n"
@@ -559,11 +576,12 @@ static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
            "  let po = (h * NSPLIT + sp) * (HD + 2u);\n"
            "  for (var k = lid; k < HD; k += WG) {\n"
            "    var acc = 0.0;\n"
-           "    for (var s = s0; s < s1; s++) { acc += sc[s - s0] * VC[s * KD + kvo + k]; }\n"
+           "    for (var s = s0; s < s1; s++) { acc += sc[s - s0] * %s(VC[s * KD + kvo + k]); }\n"
            "    P[po + 2u + k] = acc;\n"
            "  }\n"
            "  if (lid == 0u) { P[po] = m; P[po + 1u] = l; }\n"
-           "}\n");
+           "}\n",
+        kv_load(d), kv_load(d));
 }
 
 static void gen_attn_merge(text *t, const sl_gpu_kernel_desc *d) {
@@ -598,13 +616,13 @@ static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
     uint32_t dpt = (d->head_dim + 63) / 64;
     put(t, "const DPT: u32 = %uu;\n"
            "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
-           "@group(0) @binding(2) var<storage, read> KC: array<f32>;\n"
-           "@group(0) @binding(3) var<storage, read> VC: array<f32>;\n"
+           "@group(0) @binding(2) var<storage, read> KC: array<%s>;\n"
+           "@group(0) @binding(3) var<storage, read> VC: array<%s>;\n"
            "@group(0) @binding(4) var<storage, read_write> O: array<f32>;\n"
            "var<workgroup> red: array<f32, WG>;\n"
            "var<workgroup> qs: array<f32, HD>;\n"
            "var<workgroup> pk: array<f32, WG>;\n",
-        dpt);
+        dpt, kv_type(d), kv_type(d));
     put_reduce(t, d, "sum_wg", false);
     put_reduce(t, d, "max_wg", true);
     put_main(t, d, "WG");
@@ -623,7 +641,7 @@ static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
            "    var v = -3.0e38;\n"
            "    if (s < nk) {\n"
            "      var dt = 0.0;\n"
-           "      for (var k = 0u; k < HD; k++) { dt += qs[k] * KC[s * KD + kvo + k]; }\n"
+           "      for (var k = 0u; k < HD; k++) { dt += qs[k] * %s(KC[s * KD + kvo + k]); }\n"
            "      v = dt * SCALE;\n"
            "    }\n"
            "    let nm = max(m, max_wg(lid, v));\n"
@@ -638,7 +656,7 @@ static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
            "      let k = lid + i * WG;\n"
            "      if (k < HD) {\n"
            "        var a = acc[i] * alpha;\n"
-           "        for (var j = 0u; j < cn; j++) { a += pk[j] * VC[(c0 + j) * KD + kvo + k]; }\n"
+           "        for (var j = 0u; j < cn; j++) { a += pk[j] * %s(VC[(c0 + j) * KD + kvo + k]); }\n"
            "        acc[i] = a;\n"
            "      }\n"
            "    }\n"
@@ -649,7 +667,8 @@ static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
            "    let k = lid + i * WG;\n"
            "    if (k < HD) { O[qo + k] = acc[i] / l; }\n"
            "  }\n"
-           "}\n");
+           "}\n",
+        kv_load(d), kv_load(d));
 }
 
 /* ---- entry points -------------------------------------------------------- */
@@ -680,7 +699,13 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
     }
     text t = {0};
     put_prelude(&t, d);
-    put(&t, "// stream-llm WebGPU kernel (generated by src/gpu/kernels.c)\n");
+    /* the second line names the kernel: profilers group timings by it */
+    static const char *const kernel_names[SL_GK_COUNT] = {"matvec", "matmul", "embed", "rmsnorm", "rope_q",
+                                                          "rope_kv", "attn_decode", "attn_merge", "attn_prefill"};
+    static const char *const epilogue_names[] = {"", "+bias", "+add", "+silu_mul"};
+    put(&t, "// stream-llm WebGPU kernel: %s", kernel_names[d->kernel]);
+    if (weights) put(&t, " %s%s", sl_type_name(d->type), epilogue_names[d->epilogue]);
+    put(&t, " (generated by src/gpu/kernels.c)\n");
     switch (d->kernel) {
     case SL_GK_MATVEC: gen_matvec(&t, d); break;
     case SL_GK_MATMUL: gen_matmul(&t, d); break;

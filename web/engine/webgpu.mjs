@@ -51,7 +51,8 @@ export async function requestDevice(options = {}) {
   const gpu = await getGPU(options);
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
   if (!adapter) throw new EngineError('no WebGPU adapter');
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !(options.disableFeatures ?? []).includes(f));
+  const wanted = options.profile ? [...OPTIONAL_FEATURES, 'timestamp-query'] : OPTIONAL_FEATURES;
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f) && !(options.disableFeatures ?? []).includes(f));
   const requiredLimits = {};
   for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
@@ -70,7 +71,7 @@ export async function requestDevice(options = {}) {
 // stats counts what the engine really allocates (buffers, bytes), for tests.
 // wgslLanguageFeatures: the GPU object's (the kernels use subgroup_id when
 // the device has subgroups and WGSL has that builtin).
-export function createBridge(device, { wgslLanguageFeatures = globalThis.navigator?.gpu?.wgslLanguageFeatures } = {}) {
+export function createBridge(device, { wgslLanguageFeatures = globalThis.navigator?.gpu?.wgslLanguageFeatures, profile = false } = {}) {
   const objs = [null]; // handle -> { kind, ... }
   const freeHandles = [];
   const errors = [];
@@ -161,7 +162,8 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       });
       stats.pipelines++;
       if (code.startsWith('enable subgroups;')) stats.subgroupPipelines++;
-      return add({ kind: 'pipeline', pipeline, code });
+      const label = /^\/\/ stream-llm WebGPU kernel: ([^(]*?) \(/m.exec(code)?.[1] ?? 'kernel';
+      return add({ kind: 'pipeline', pipeline, code, label });
     },
     bind_group_create(pipe, ptr, n) {
       const p = get(pipe, 'pipeline');
@@ -179,21 +181,27 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       return add({ kind: 'program', list: [] });
     },
     program_dispatch(prog, pipe, group, x, y, z) {
-      get(prog, 'program').list.push([get(pipe, 'pipeline').pipeline, get(group, 'group').group, x >>> 0, y >>> 0, z >>> 0]);
+      const p = get(pipe, 'pipeline');
+      get(prog, 'program').list.push([p.pipeline, get(group, 'group').group, x >>> 0, y >>> 0, z >>> 0, p.label]);
     },
     program_run(prog, src, offset, len, staging) {
       if (errors.length) return -1;
-      const { list } = get(prog, 'program');
+      const program = get(prog, 'program');
+      const { list } = program;
       const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      let last = null;
-      for (const [pipeline, group, x, y, z] of list) {
-        if (pipeline !== last) pass.setPipeline(pipeline);
-        last = pipeline;
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(x, y, z);
+      if (profiler) {
+        profiler.record(enc, program);
+      } else {
+        const pass = enc.beginComputePass();
+        let last = null;
+        for (const [pipeline, group, x, y, z] of list) {
+          if (pipeline !== last) pass.setPipeline(pipeline);
+          last = pipeline;
+          pass.setBindGroup(0, group);
+          pass.dispatchWorkgroups(x, y, z);
+        }
+        pass.end();
       }
-      pass.end();
       stats.dispatches += list.length;
       stats.runs++;
       let st = null;
@@ -256,6 +264,50 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       return bytes.length;
     },
   };
+
+  // Profiling (options.profile and the device has timestamp-query): each
+  // dispatch in its own compute pass between two GPU timestamps; the
+  // durations add up per kernel label in stats.kernels once read back.
+  // The separate passes cost time of their own: use it for the breakdown,
+  // not for end-to-end speed.
+  let profiler = null;
+  if (profile && device.features?.has('timestamp-query')) {
+    stats.kernels = {}; // label -> { ns, count }
+    profiler = {
+      record(enc, program) {
+        const n = Math.min(program.list.length, 2048);
+        if (!program.querySet) {
+          program.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * n });
+          program.resolve = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+        }
+        let last = null;
+        program.list.forEach(([pipeline, group, x, y, z], i) => {
+          const timestampWrites = i < n ? { querySet: program.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } : undefined;
+          const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
+          if (pipeline !== last || timestampWrites) pass.setPipeline(pipeline);
+          last = pipeline;
+          pass.setBindGroup(0, group);
+          pass.dispatchWorkgroups(x, y, z);
+          pass.end();
+        });
+        enc.resolveQuerySet(program.querySet, 0, 2 * n, program.resolve, 0);
+        const read = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        enc.copyBufferToBuffer(program.resolve, 0, read, 0, 16 * n);
+        const labels = program.list.slice(0, n).map((d) => d[5]);
+        // after the submit (program_run submits right after record)
+        queueMicrotask(() => pending.push(read.mapAsync(GPUMapMode.READ).then(() => {
+          const t = new BigUint64Array(read.getMappedRange());
+          labels.forEach((label, i) => {
+            const k = (stats.kernels[label] ??= { ns: 0, count: 0 });
+            if (t[2 * i + 1] > t[2 * i]) k.ns += Number(t[2 * i + 1] - t[2 * i]);
+            k.count++;
+          });
+          read.unmap();
+          read.destroy();
+        }, () => read.destroy())));
+      },
+    };
+  }
 
   return {
     imports,
@@ -339,7 +391,12 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // the layers that fit on the GPU and streams the others from its files or
 // the weight cache in every forward pass; false: refused), nOut (logits rows
 // per read-back when all logits are wanted, default 64), maxBinding (lower
-// the binding limit: tests), disableFeatures (e.g. ['shader-f16']).
+// the binding limit: tests), disableFeatures (e.g. ['shader-f16']),
+// kvF16 (default false: f16 K/V caches, half the KV memory, when the device
+// has shader-f16; off by default because the llama.cpp references in the
+// test data were made with an f32 KV cache, so conformance runs keep f32),
+// profile (GPU timestamps per kernel into bridge.stats.kernels, where the
+// device has timestamp-query; slower: for bench/gpu.mjs --profile).
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT and
 // $STREAMLLM_GPU_MAX_BINDING set budget, nOut and maxBinding when the
 // options do not.
@@ -352,7 +409,7 @@ export async function webgpuBackend(options = {}) {
   };
   // gpu and adapter stay referenced: Dawn tears the device down when they are collected
   const { gpu, adapter, device, info } = await requestDevice(options);
-  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures });
+  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures, profile: options.profile });
   bridge.keepAlive = [gpu, adapter];
   let modRef = null;
   let pendingSources = null;
@@ -389,7 +446,7 @@ export async function webgpuBackend(options = {}) {
       const { sources, reread } = pendingSources;
       pendingSources = null;
       const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0,
-        options.maxBinding ?? 0, options.onDemand === false ? 0 : 1));
+        options.maxBinding ?? 0, options.onDemand === false ? 0 : 1, options.kvF16 ? 1 : 0));
       const tensors = tensorList(mod, model);
       const chunk = options.uploadChunk ?? (16 << 20);
       try {

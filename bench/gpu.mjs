@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// bench/gpu.mjs - speed of the WebGPU engine (Dawn in Node), in the style of
+// llama-bench: ppN evaluates N tokens as one batch, tgN generates N tokens
+// one at a time (each step reads its logits back, as generation does), both
+// from an empty cache; one warm-up run, then -r runs, medians. Also the
+// device's copy bandwidth (a WGSL vec4 copy kernel, bytes read + written)
+// and the decode floor: weight bytes read per token / that bandwidth.
+//
+//   node bench/gpu.mjs -m MODEL [-p 512] [-n 128] [-r 5] [--wasm FILE] [--copy-mib 256] [--json] [--profile]
+//
+// --json prints one JSON line (bench/gpu.sh reads it) instead of the table.
+// --profile then loads the model again with GPU timestamps around every
+// dispatch (timestamp-query) and prints the GPU time per decode token by
+// kernel (separate passes add time of their own: a breakdown, not a speed).
+import path from 'node:path';
+import { Engine } from '../web/engine/engine.mjs';
+import { webgpuBackend } from '../web/engine/webgpu.mjs';
+
+const args = process.argv.slice(2);
+const opt = { m: null, p: 512, n: 128, r: 5, wasm: undefined, json: false, copyMiB: 256 };
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--json') { opt.json = true; continue; }
+  if (a === '--profile') { opt.profile = true; continue; }
+  const v = args[++i];
+  if (a === '-m') opt.m = v;
+  else if (a === '-p') opt.p = Number(v);
+  else if (a === '-n') opt.n = Number(v);
+  else if (a === '-r') opt.r = Number(v);
+  else if (a === '--wasm') opt.wasm = path.resolve(v); // relative to the working directory
+  else if (a === '--copy-mib') opt.copyMiB = Number(v);
+  else {
+    console.error('usage: node bench/gpu.mjs -m MODEL [-p N] [-n N] [-r RUNS] [--wasm FILE] [--json]');
+    process.exit(2);
+  }
+}
+if (!opt.m) {
+  console.error('bench/gpu.mjs: no model (-m)');
+  process.exit(2);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// Copy bandwidth: a grid-stride vec4<f32> copy between two buffers of up to
+// 256 MiB (within the device's limits), timed over many dispatches.
+async function copyBandwidth(device) {
+  const bytes = Math.min(opt.copyMiB * 2 ** 20, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) & ~15;
+  const usage = GPUBufferUsage.STORAGE;
+  const a = device.createBuffer({ size: bytes, usage });
+  const b = device.createBuffer({ size: bytes, usage });
+  const module = device.createShaderModule({
+    code: `@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+  let stride = n.x * 256u;
+  for (var i = g.x; i < arrayLength(&src); i += stride) { dst[i] = src[i]; }
+}`,
+  });
+  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: a } }, { binding: 1, resource: { buffer: b } }] });
+  const run = async (k) => {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    for (let i = 0; i < k; i++) pass.dispatchWorkgroups(Math.min(65535, Math.ceil(bytes / 16 / 256)));
+    pass.end();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+  };
+  // dispatches per timed run: about 50 ms of copying (1 on slow software GPUs)
+  let t0 = performance.now();
+  await run(1);
+  const k = Math.max(1, Math.min(50, Math.round(0.05 / ((performance.now() - t0) / 1000))));
+  const rates = [];
+  for (let r = 0; r < 5; r++) {
+    t0 = performance.now();
+    await run(k);
+    rates.push((2 * bytes * k) / ((performance.now() - t0) / 1000));
+  }
+  a.destroy();
+  b.destroy();
+  return median(rates);
+}
+
+const factory = await webgpuBackend();
+const engine = await Engine.create({ wasm: opt.wasm, backend: factory });
+const info = await engine.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
+const plan = engine.backend.plan;
+const V = info.n_vocab;
+const toks = [];
+let state = 12345;
+for (let i = 0; i < Math.max(opt.p, opt.n); i++) {
+  state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+  toks.push((state >>> 8) % V);
+}
+
+async function once(tg, n) {
+  engine.truncate(0);
+  const t0 = performance.now();
+  if (tg) for (let i = 0; i < n; i++) await engine.step([toks[i]]);
+  else await engine.step(toks.slice(0, n));
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const results = {};
+for (const [name, tg, n] of [[`pp${opt.p}`, false, opt.p], [`tg${opt.n}`, true, opt.n]]) {
+  if (n <= 0) continue;
+  process.stderr.write(`${name}...\n`);
+  await once(tg, n); // warm-up: kernels compiled, programs recorded
+  const runs = [];
+  for (let r = 0; r < opt.r; r++) runs.push(await once(tg, n));
+  results[name] = { median: median(runs), runs };
+}
+const bandwidth = await copyBandwidth(factory.device);
+// weights a decode step reads: every matrix the plan holds (an untied
+// embedding counts too, though a step reads only its rows: the floor errs low)
+const weightBytes = plan.by_kind.weights;
+const tgName = `tg${opt.n}`;
+const floorTps = bandwidth / weightBytes;
+const adapter = factory.adapterInfo();
+engine.free();
+
+// GPU time per decode token by kernel
+let profile = null;
+if (opt.profile) {
+  const pf = await webgpuBackend({ profile: true });
+  if (!pf.device.features.has('timestamp-query')) {
+    profile = { error: 'the device has no timestamp-query' };
+  } else {
+    const pe = await Engine.create({ wasm: opt.wasm, backend: pf });
+    await pe.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
+    const { stats } = pe.backend.bridge;
+    pe.truncate(0);
+    await pe.step(toks.slice(0, 1)); // compile and record
+    for (const k of Object.keys(stats.kernels)) delete stats.kernels[k];
+    const d0 = stats.dispatches;
+    const t0 = performance.now();
+    for (let i = 0; i < opt.n; i++) await pe.step([toks[i]]);
+    const wallMs = (performance.now() - t0) / opt.n;
+    await pe.backend.bridge.settle();
+    const kernels = Object.entries(stats.kernels).map(([label, v]) => ({ label, usPerToken: v.ns / 1e3 / opt.n, perToken: v.count / opt.n }))
+      .sort((a, b) => b.usPerToken - a.usPerToken);
+    profile = { wallMsPerToken: wallMs, dispatchesPerToken: (stats.dispatches - d0) / opt.n,
+      gpuUsPerToken: kernels.reduce((n, k) => n + k.usPerToken, 0), kernels };
+    pe.free();
+  }
+}
+
+const out = {
+  model: opt.m, adapter: `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.trim(),
+  results, bandwidth, weightBytes, floorTps,
+  ofFloor: results[tgName] ? results[tgName].median / floorTps : null,
+  profile,
+};
+if (opt.json) {
+  console.log(JSON.stringify(out));
+} else {
+  console.log(`model ${opt.m}; adapter ${out.adapter}`);
+  console.log('| test | t/s (median) | runs |');
+  console.log('|---|---|---|');
+  for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v.median.toFixed(1)} | ${v.runs.map((x) => x.toFixed(1)).join(' ')} |`);
+  console.log(`copy bandwidth ${(bandwidth / 1e9).toPrecision(3)} GB/s; weights ${(weightBytes / 2 ** 20).toFixed(0)} MiB per token; ` +
+    `decode floor ${floorTps.toFixed(0)} t/s${out.ofFloor !== null ? `; ${tgName} at ${(100 * out.ofFloor).toFixed(1)}% of it` : ''}`);
+  if (profile?.error) console.log(`profile: ${profile.error}`);
+  else if (profile) {
+    console.log(`\nprofile of ${tgName} (one pass per dispatch): ${profile.dispatchesPerToken} dispatches, ` +
+      `${profile.gpuUsPerToken.toFixed(0)} us of kernels, ${(profile.wallMsPerToken * 1e3).toFixed(0)} us wall per token`);
+    console.log('| kernel | us per token | dispatches per token | share |');
+    console.log('|---|---|---|---|');
+    for (const k of profile.kernels) console.log(`| ${k.label} | ${k.usPerToken.toFixed(1)} | ${k.perToken} | ${(100 * k.usPerToken / profile.gpuUsPerToken).toFixed(1)}% |`);
+  }
+}
+process.exit(0);
