@@ -294,6 +294,8 @@ static void run_engine(sl_model *m, const char *what, bool split) {
     free(logits);
 }
 
+static void run_on_demand(sl_model *m, const char *what);
+
 static void test_engine_synth(void) {
     const char *cases[][2] = {{"tiny", "Q4_K_M"}, {"tiny-qwen2", "F16"}, {"tiny-qwen3", "Q8_0"}, {"tiny", "IQ4_NL"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -306,6 +308,7 @@ static void test_engine_synth(void) {
             snprintf(what, sizeof what, "%s %s", cases[i][0], cases[i][1]);
             run_engine(m, what, false);
             run_engine(m, what, true);
+            run_on_demand(m, what);
             sl_model_free(m);
         }
         free(buf);
@@ -429,23 +432,6 @@ static void run_on_demand(sl_model *m, const char *what) {
     free(logits);
 }
 
-static void test_on_demand(void) {
-    const char *cases[][2] = {{"tiny", "Q4_K_M"}, {"tiny-qwen2", "Q8_0"}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        void *buf = NULL;
-        size_t size = 0;
-        sl_model *m = synth_model(cases[i][0], cases[i][1], &buf, &size);
-        CHECK(m != NULL);
-        if (m) {
-            char what[64];
-            snprintf(what, sizeof what, "on demand %s %s", cases[i][0], cases[i][1]);
-            run_on_demand(m, what);
-            sl_model_free(m);
-        }
-        free(buf);
-    }
-}
-
 /* A header-only model (no weight bytes in memory): every tensor streamed in
  * small pieces as the browser does, the rope factors completing the model. */
 static void test_header_only_stream(void) {
@@ -492,6 +478,85 @@ static void test_header_only_stream(void) {
     }
     sl_model_free(m);
     sl_model_free(full);
+    free(buf);
+}
+
+/* The f16 KV cache: asked for on a device with shader-f16, the plan sizes the
+ * K/V caches at 2 bytes per element (everything else unchanged) and says so;
+ * asked for without shader-f16, they stay f32. The engine's cache kernels
+ * (K/V store, both attentions) then enable f16, and no other kernel does. */
+static void test_kv_f16(void) {
+    void *buf = NULL;
+    size_t size = 0;
+    sl_model *m = synth_model("tiny", "Q4_0", &buf, &size);
+    CHECK(m != NULL);
+    if (!m) {
+        free(buf);
+        return;
+    }
+    sl_error err;
+    sl_gpu_params f32p = {.n_ctx = 257, .n_batch = 16}, f16p = f32p; /* odd n_ctx: padded cache rows */
+    f16p.kv_f16 = true;
+    sl_gpu_caps c = test_caps(128u << 20), no_f16 = c;
+    c.has_f16 = true;
+    sl_gpu_plan *p32 = sl_gpu_plan_build(m->gguf, &m->hp, &f32p, &c, &err),
+                *p16 = sl_gpu_plan_build(m->gguf, &m->hp, &f16p, &c, &err),
+                *pno = sl_gpu_plan_build(m->gguf, &m->hp, &f16p, &no_f16, &err);
+    CHECK(p32 && p16 && pno);
+    if (p32 && p16 && pno) {
+        check_plan(p16, "kv f16");
+        CHECK(!p32->kv_f16 && p16->kv_f16 && !pno->kv_f16);
+        const uint64_t elems = 257ull * (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim;
+        const uint64_t kv32 = 2ull * (uint64_t)m->hp.n_layer * elems * 4,
+                       kv16 = 2ull * (uint64_t)m->hp.n_layer * ((elems * 2 + 3) & ~3ull);
+        CHECKF(p32->by_kind[SL_GPU_BUF_KV] == kv32 && p16->by_kind[SL_GPU_BUF_KV] == kv16,
+               "kv bytes: f32 %llu (want %llu), f16 %llu (want %llu)",
+               (unsigned long long)p32->by_kind[SL_GPU_BUF_KV], (unsigned long long)kv32,
+               (unsigned long long)p16->by_kind[SL_GPU_BUF_KV], (unsigned long long)kv16);
+        CHECK(p16->total == p32->total - kv32 + kv16 && pno->total == p32->total);
+        char sum[512];
+        CHECK(strstr(sl_gpu_plan_summary(p16, sum, sizeof sum), " f16 for 257 tokens") != NULL);
+        CHECK(strstr(sl_gpu_plan_summary(pno, sum, sizeof sum), " f32 for 257 tokens") != NULL);
+    }
+    sl_gpu_plan_free(p32);
+    sl_gpu_plan_free(p16);
+    sl_gpu_plan_free(pno);
+
+    /* the engine on a recording device with shader-f16 */
+    wg_native_reset();
+    wg_native_set_cap(WG_CAP_HAS_F16, 1);
+    sl_gpu_params ep = {.n_ctx = 33, .n_batch = 8, .n_out = 4, .kv_f16 = true};
+    sl_gpu_engine *e = sl_gpu_engine_new(m, &ep, &err);
+    CHECKF(e != NULL, "%s", err.msg);
+    const wg_native_stats *st = wg_native_get_stats();
+    if (e) {
+        const sl_gpu_plan *p = sl_gpu_engine_plan(e);
+        CHECK(p->kv_f16 && st->buffer_bytes == p->total);
+        int32_t toks[12];
+        for (int i = 0; i < 12; i++) toks[i] = (i * 5 + 2) % m->hp.n_vocab;
+        float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+        CHECK(logits && sl_gpu_upload_model(e, &err) == 0);
+        CHECK(logits && sl_gpu_eval_begin(e, toks, 10, false, &err) == 0 && sl_gpu_eval_end(e, logits, &err) == 0);
+        CHECK(logits && sl_gpu_eval_begin(e, toks + 10, 1, false, &err) == 0 && sl_gpu_eval_end(e, logits, &err) == 0);
+        free(logits);
+        CHECKF(st->n_errors == 0, "%s", st->first_error);
+        /* pipelines: handles are never reused, so scan them all */
+        int n_cache = 0, n_f16 = 0;
+        for (int32_t h = 1; h < (1 << 16); h++) {
+            const char *src = wg_native_pipeline_source(h);
+            if (!src) continue;
+            bool cache = strstr(src, "KC: array<") != NULL, f16 = strstr(src, "enable f16;") != NULL;
+            n_cache += cache;
+            n_f16 += f16;
+            CHECK(cache == f16);
+            CHECK(!cache || (strstr(src, "KC: array<f16>") && strstr(src, "VC: array<f16>")));
+        }
+        CHECKF(n_cache == 3 && n_f16 == 3, "%d pipelines use the cache, %d enable f16 (want 3: store, decode, prefill)",
+               n_cache, n_f16);
+        sl_gpu_engine_free(e);
+    }
+    wg_native_reset();
+    sl_model_free(m);
     free(buf);
 }
 
@@ -571,8 +636,8 @@ int main(void) {
     RUN(test_plan_errors);
     RUN(test_engine_synth);
     RUN(test_header_only_stream);
-    RUN(test_on_demand);
     RUN(test_kernels);
+    RUN(test_kv_f16);
     RUN(test_testdata_models);
     wg_native_reset();
     TEST_SUMMARY();

@@ -37,12 +37,14 @@ async function ready(t) {
 // A budget with room for half the weights of a resident plan.
 const halfWeights = (plan) => plan.bytes - Math.floor(plan.by_kind.weights / 2);
 
-// Greedy tokens after the prompt, and the context's plan and stream figures.
-async function greedy(load, gpu) {
+// Greedy tokens after the prompt, and the context's plan and stream figures;
+// afterLoad() runs between the load and the first token.
+async function greedy(load, gpu, afterLoad = null) {
   const factory = await webgpuBackend(gpu);
   const engine = await Engine.create({ wasm, backend: factory });
   try {
     await load(engine);
+    await afterLoad?.();
     let ids = engine.tokenize('Once upon a time');
     const out = [];
     for (let i = 0; i < N_GEN; i++) {
@@ -101,28 +103,14 @@ test('on demand through the weight manager: layers re-read from the cache with t
   try {
     const resident = await greedy(viaManager, {});
     const budget = halfWeights(resident.plan);
-    const factory = await webgpuBackend({ budget });
-    const engine = await Engine.create({ wasm, backend: factory });
-    try {
-      await viaManager(engine);
-      await srv.stop(); // every on-demand read now comes from the cache
+    // every on-demand read comes from the cache: the server is stopped after the load
+    const od = await greedy(viaManager, { budget }, async () => {
+      await srv.stop();
       stopped = true;
-      let ids = engine.tokenize('Once upon a time');
-      const out = [];
-      for (let i = 0; i < N_GEN; i++) {
-        const logits = await engine.eval(ids);
-        let best = 0;
-        for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-        out.push(best);
-        ids = [best];
-      }
-      const plan = engine.backend.plan;
-      assert.ok(plan.n_resident < plan.n_layer && plan.bytes <= budget);
-      assert.ok(wm.counters.rereadBytes >= N_GEN * plan.stream_bytes, `${wm.counters.rereadBytes} bytes re-read`);
-      assert.deepEqual(out, resident.out);
-    } finally {
-      engine.free();
-    }
+    });
+    assert.ok(od.plan.n_resident < od.plan.n_layer && od.plan.bytes <= budget);
+    assert.ok(wm.counters.rereadBytes >= N_GEN * od.plan.stream_bytes, `${wm.counters.rereadBytes} bytes re-read`);
+    assert.deepEqual(od.out, resident.out);
   } finally {
     if (!stopped) await srv.stop();
   }

@@ -146,8 +146,13 @@ test('load: at most `concurrency` requests at once', async (t) => {
 test('store: verified shards only, a second load comes from the cache', async (t) => {
   const { model, srv, cacheDir } = await setup(t);
   const store = await openStore({ dir: cacheDir });
-  await new StreamWeightManager({ url: srv.url('manifest.json'), store, ...FAST }).load(recordingSink());
+  const first = new StreamWeightManager({ url: srv.url('manifest.json'), store, ...FAST });
+  await first.load(recordingSink());
   assert.deepEqual(blobFiles(cacheDir), model.manifest.shards.map((s) => s.sha256).sort(), 'blobs named by sha256, no .part');
+  // a first download: every byte from the network, none counted as cached
+  // (the header prefixes it stored and read back are this load's own)
+  assert.equal(first.counters.cacheBytes, 0);
+  assert.equal(first.counters.networkBytes, model.manifest.shards.reduce((n, s) => n + s.bytes, 0));
   srv.reset();
   const sink = recordingSink();
   const events = [];
@@ -158,6 +163,7 @@ test('store: verified shards only, a second load comes from the cache', async (t
   assert.deepEqual(srv.log.map((e) => e.file), ['manifest.json']);
   assert.ok(events.at(-1).shards.every((s) => s.source === 'cache'));
   assert.equal(wm.counters.networkBytes, 0);
+  assert.equal(wm.counters.cacheBytes, model.manifest.shards.reduce((n, s) => n + s.bytes, 0));
 });
 
 // ---- resume ---------------------------------------------------------------------------

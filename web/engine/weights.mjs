@@ -616,6 +616,8 @@ export class StreamWeightManager {
           const have = Math.min(w.size, n);
           if (have > 0 && (await w.readInto(0, out.subarray(0, have))) !== have) throw new WeightError(`${sh.file}: partial download unreadable`);
           if (w.size < n) {
+            // these bytes come from the network now: #replay must not count them as cached
+            sh.fetched = { from: w.size, to: n };
             await this.#download(sh, w.size, n, async (chunk, at) => {
               out.set(chunk, at);
               await this.#write(w, chunk);
@@ -898,7 +900,10 @@ export class StreamWeightManager {
       if (signal.aborted) throw new AbortError('load aborted');
       const chunk = buf.subarray(0, Math.min(buf.length, (pos < aligned ? aligned : n) - pos));
       if ((await w.readInto(pos, chunk)) !== chunk.length) throw new WeightError(`${sh.file}: partial download unreadable`);
-      this.counters.cacheBytes += chunk.length;
+      // bytes this load fetched moments ago (the header prefix) are not from the cache
+      const f = sh.fetched;
+      const fresh = f ? Math.max(0, Math.min(pos + chunk.length, f.to) - Math.max(pos, f.from)) : 0;
+      this.counters.cacheBytes += chunk.length - fresh;
       if (pos < aligned) await (await take(chunk, pos)).hashed;
       else await stage.push(chunk, pos);
       pos += chunk.length;
