@@ -25,6 +25,9 @@
 #    (whole, the quadratic attention makes one valgrind run of 10,000 tokens
 #    take an hour); either is skipped, loudly, when its tool is missing.
 #
+# LOADER=browser: the loop is the chat page in headless Chromium instead
+# (bench/soak-browser.mjs: loads from the network, reloads from the cache,
+# continues greedily each time).
 # Environment: MINUTES, CONNS, WRK_THREADS (2), SAMPLE, MODEL, TOKENS,
 # VALGRIND_RUNS, STREAMLLM_BIN (build/streamllm), ASAN_BIN
 # (build-asan/streamllm), SKIP_SERVE=1, SKIP_NATIVE=1, SOAK_DIR (where the
@@ -110,6 +113,11 @@ EOF
     rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0; }
     seconds=$((MINUTES * 60))
     warm=$((seconds / 5 < 60 ? seconds / 5 : 60))
+    if [ "${LOADER:-node}" = browser ]; then
+        echo "server: $url (pid $pid); wrk -t$WRK_THREADS -c$CONNS for ${MINUTES} min; loader: the chat page in headless Chromium (bench/soak-browser.mjs)"
+        # the loader: the page loads (network, then cache after a reload) and continues greedily
+        node bench/soak-browser.mjs "$url" "$id" "$seconds" >"$work/loader.log" 2>"$work/loader.err" &
+    else
     echo "server: $url (pid $pid); wrk -t$WRK_THREADS -c$CONNS for ${MINUTES} min; loader: node web/cli.mjs run -m $url/api/models/$id"
 
     # the loader: load through the manager, generate greedily, compare the text
@@ -131,6 +139,7 @@ EOF
             fi
         done
     ) >"$work/loader.log" 2>&1 &
+    fi
     loader=$!
 
     : >"$work/rss.tsv"

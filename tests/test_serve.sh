@@ -10,24 +10,8 @@
 # wait bounded. Prints "N passed, N failed" like the C tests.
 set -u
 BIN=${STREAMLLM_BIN:-build/streamllm}
-pass=0
-fail=0
-check() { # check NAME COMMAND...: one case
-    local name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-        if [ -n "${TEST_VERBOSE:-}" ]; then echo "ok   $name" >&2; fi
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name" >&2
-    fi
-}
-if ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
-    echo "FAIL test_serve.sh needs curl and python3 (scripts/deps.sh installs them)" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+. "$(dirname "$0")/lib.sh"
+need_tools test_serve.sh curl python3
 
 tmp=$(mktemp -d /tmp/sl-test-serve-XXXXXX)
 pids=()

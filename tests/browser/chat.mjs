@@ -34,6 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { LAUNCH, CHROMIUM_ARGS, loadModel, sendAndWait } from './page.mjs';
 
 const [BIN, MODEL_DIR, WEB_DIR, REF_SUMMARY, OUT_DIR] = process.argv.slice(2);
 if (!OUT_DIR) {
@@ -41,14 +42,6 @@ if (!OUT_DIR) {
   process.exit(2);
 }
 const verbose = !!process.env.TEST_VERBOSE;
-// Chromium, started through chromium-foreground.sh (see there why)
-const LAUNCH = {
-  executablePath: fileURLToPath(new URL('./chromium-foreground.sh', import.meta.url)),
-  env: { ...process.env, CHROMIUM_BIN: process.env.CHROMIUM || '/usr/bin/chromium' },
-  headless: true,
-};
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
 let pass = 0;
 let fail = 0;
 function check(name, cond, detail = '') {
@@ -190,21 +183,6 @@ function checkNoLongTask(name, w) {
     `long tasks (ms): ${w.longTasks.join(', ')}; longest frame gap ${w.frameGap} ms`);
 }
 
-async function loadModel(page, id) {
-  await page.click(`.model[data-id="${id}"]`);
-  await page.click('#load');
-  await page.waitForSelector('body[data-engine=ready], body[data-engine=error]', { timeout: 60000 });
-  return page.evaluate(() => ({
-    state: document.body.dataset.engine,
-    error: document.getElementById('load-error').textContent,
-    dl: document.getElementById('dl-text').textContent,
-    networkBytes: Number(document.getElementById('download').dataset.networkBytes),
-    cacheBytes: Number(document.getElementById('download').dataset.cacheBytes),
-    device: document.getElementById('device').textContent,
-    backend: document.body.dataset.backend,
-  }));
-}
-
 // The model's size as the server lists it (bytes of its shards).
 async function modelBytes(base) {
   const list = await (await fetch(`${base}/api/models`)).json();
@@ -219,24 +197,6 @@ function checkSource(name, loaded, total, from) {
   check(`${name}: all ${total} bytes from the ${from === 'network' ? 'network' : 'browser cache'}`,
     loaded.networkBytes === want.networkBytes && loaded.cacheBytes === want.cacheBytes && line.test(loaded.dl) && (from !== 'network' || !/cached/.test(loaded.dl)),
     `${loaded.dl} (network ${loaded.networkBytes}, cache ${loaded.cacheBytes})`);
-}
-
-// Sends text in the current mode; resolves with the last assistant message
-// once it has finished: { text, finish, tokens }.
-async function sendAndWait(page, text, { maxTokens, temperature, mode = 'complete' }) {
-  const before = await page.locator('.msg.assistant').count();
-  await page.selectOption('#mode', mode);
-  await page.fill('#max-tokens', String(maxTokens));
-  await page.fill('#temperature', String(temperature));
-  await page.fill('#prompt', text);
-  await page.press('#prompt', 'Enter');
-  const last = page.locator('.msg.assistant').nth(before);
-  await last.waitFor();
-  await page.waitForFunction((n) => {
-    const m = document.querySelectorAll('.msg.assistant')[n];
-    return m && (m.dataset.finish || m.classList.contains('error')) && document.body.dataset.generating === 'false';
-  }, before, { timeout: 60000 });
-  return last.evaluate((m) => ({ text: m.querySelector('.out').textContent, finish: m.dataset.finish, tokens: Number(m.dataset.tokens), note: m.querySelector('.note').textContent }));
 }
 
 // A long generation stopped as soon as text shows: by the Stop button or Escape.

@@ -14,30 +14,14 @@
 // build/streamllm (fails under CI=true).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Engine } from '../../web/engine/engine.mjs';
-import { WASM, TESTDATA, REPO, hasTestdata } from './refdata.mjs';
+import { WASM, REPO } from './refdata.mjs';
 import { startServer } from './weights_server.mjs';
-import { tempDir, streamllm, hasStreamllm, STREAMLLM, readJson } from './weights_fixtures.mjs';
+import { browserReady, splitStories, CHROMIUM } from './weights_fixtures.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const PROMPT = 'Once upon a time';
-
-async function playwright() {
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch {
-    return null;
-  }
-}
-
-function skipOrFail(t, what) {
-  const msg = `${what} absent`;
-  if (process.env.CI === 'true') throw new Error(`CI=true: ${msg}`);
-  console.error(`SKIP faults_browser: ${msg}`);
-  t.skip(msg);
-}
 
 async function until(cond, what, timeoutMs = 60000) {
   const t0 = Date.now();
@@ -48,18 +32,9 @@ async function until(cond, what, timeoutMs = 60000) {
 }
 
 test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (OPFS, Cache API)', { timeout: 240000 }, async (t) => {
-  const chromium = await playwright();
-  if (!chromium) return skipOrFail(t, 'playwright-core (npm install)');
-  if (!existsSync(CHROMIUM)) return skipOrFail(t, CHROMIUM);
-  if (!hasTestdata()) return skipOrFail(t, `test data at ${TESTDATA}`);
-  if (!hasStreamllm()) return skipOrFail(t, STREAMLLM);
-  if (!existsSync(WASM)) return skipOrFail(t, WASM);
-
-  const tmp = tempDir(t, 'sl-faults-browser-');
-  const model = path.join(TESTDATA, 'models/stories260K.gguf');
-  const shards = path.join(tmp, 'shards');
-  streamllm(['split', model, shards, '--max-shard-size', '256K']);
-  const manifest = readJson(path.join(shards, 'manifest.json'));
+  const chromium = await browserReady(t, 'faults_browser');
+  if (!chromium) return;
+  const { model, shards, manifest } = splitStories(t, 'sl-faults-browser-');
   const total = manifest.shards.reduce((n, s) => n + s.bytes, 0);
   const big = manifest.shards.reduce((a, b) => (b.bytes > a.bytes ? b : a));
 

@@ -12,31 +12,15 @@
 // build/streamllm (fails under CI=true).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Engine } from '../../web/engine/engine.mjs';
-import { WASM, TESTDATA, REPO, hasTestdata } from './refdata.mjs';
+import { WASM, REPO } from './refdata.mjs';
 import { startServer } from './weights_server.mjs';
-import { tempDir, streamllm, hasStreamllm, STREAMLLM, readJson } from './weights_fixtures.mjs';
+import { STREAMLLM, browserReady, splitStories, CHROMIUM } from './weights_fixtures.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const PROMPT = 'Once upon a time';
-
-async function playwright() {
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch {
-    return null;
-  }
-}
-
-function skipOrFail(t, what) {
-  const msg = `${what} absent`;
-  if (process.env.CI === 'true') throw new Error(`CI=true: ${msg}`);
-  console.error(`SKIP weights_browser: ${msg}`);
-  t.skip(msg);
-}
 
 async function serve(t, model, cache, cors) {
   const proc = spawn(STREAMLLM, ['serve', model, '--port', '0', '--cache', cache, '--cors', cors], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -60,18 +44,9 @@ async function serve(t, model, cache, cors) {
 }
 
 test('browser: OPFS in a Worker, offline reload; resume; Cache API and page OPFS', { timeout: 240000 }, async (t) => {
-  const chromium = await playwright();
-  if (!chromium) return skipOrFail(t, 'playwright-core (npm install)');
-  if (!existsSync(CHROMIUM)) return skipOrFail(t, CHROMIUM);
-  if (!hasTestdata()) return skipOrFail(t, `test data at ${TESTDATA}`);
-  if (!hasStreamllm()) return skipOrFail(t, STREAMLLM);
-  if (!existsSync(WASM)) return skipOrFail(t, WASM);
-
-  const tmp = tempDir(t, 'sl-weights-browser-');
-  const model = path.join(TESTDATA, 'models/stories260K.gguf');
-  const shards = path.join(tmp, 'shards');
-  streamllm(['split', model, shards, '--max-shard-size', '256K']);
-  const manifest = readJson(path.join(shards, 'manifest.json'));
+  const chromium = await browserReady(t, 'weights_browser');
+  if (!chromium) return;
+  const { tmp, model, shards, manifest } = splitStories(t, 'sl-weights-browser-');
 
   // the expected logits, from Node
   const engine = await Engine.create({ wasm: readFileSync(WASM), backend: 'cpu' });

@@ -1,13 +1,14 @@
 // weights_fixtures.mjs - made-up models and sinks for the StreamWeightManager
 // tests: shard files of random bytes with a manifest that places tensors in
 // them (the manager never parses GGUF: the engine does), and a sink that
-// reassembles every tensor so a test can compare it with the files.
+// reassembles every tensor so a test can compare it with the files; and
+// what the headless-Chromium tests share (requirements, a split stories260K).
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { REPO } from './refdata.mjs';
+import { REPO, WASM, TESTDATA, hasTestdata } from './refdata.mjs';
 
 export const STREAMLLM = process.env.STREAMLLM_BIN ? path.resolve(REPO, process.env.STREAMLLM_BIN) : path.join(REPO, 'build/streamllm');
 export const hasStreamllm = () => existsSync(STREAMLLM);
@@ -140,3 +141,37 @@ export function streamllm(args) {
 }
 
 export function readJson(file) { return JSON.parse(readFileSync(file, 'utf8')); }
+
+// ---- headless Chromium tests -------------------------------------------------
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// playwright-core's chromium when everything a browser test needs is here
+// (playwright-core, chromium, the test data, build/streamllm, engine.wasm);
+// else null after a loud skip (a failure under CI=true) naming what is absent.
+export async function browserReady(t, name) {
+  let chromium = null;
+  try {
+    chromium = (await import('playwright-core')).chromium;
+  } catch {
+    chromium = null;
+  }
+  const missing = !chromium ? 'playwright-core (npm install)' : !existsSync(CHROMIUM) ? CHROMIUM
+    : !hasTestdata() ? `test data at ${TESTDATA}` : !hasStreamllm() ? STREAMLLM : !existsSync(WASM) ? WASM : null;
+  if (!missing) return chromium;
+  const msg = `${missing} absent`;
+  if (process.env.CI === 'true') throw new Error(`CI=true: ${msg}`);
+  console.error(`SKIP ${name}: ${msg}`);
+  t.skip(msg);
+  return null;
+}
+
+// stories260K split into small shards in a temporary folder:
+// { tmp, model, shards (the folder), manifest }.
+export function splitStories(t, prefix) {
+  const tmp = tempDir(t, prefix);
+  const model = path.join(TESTDATA, 'models/stories260K.gguf');
+  const shards = path.join(tmp, 'shards');
+  streamllm(['split', model, shards, '--max-shard-size', '256K']);
+  return { tmp, model, shards, manifest: readJson(path.join(shards, 'manifest.json')) };
+}
