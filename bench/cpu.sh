@@ -6,11 +6,14 @@
 #
 # Runs ROUNDS rounds; each round runs one measured repetition of our `bench`,
 # then (with --peer) one of llama-bench, then (with --wasm) one of
-# bench/wasm.mjs with the same thread count, so all see the same machine
-# noise (WASM_ENGINE=FILE picks another engine.wasm). Prints the median tokens/s of each test, the ratios to the peer, the
-# machine's read bandwidth (bench/membw.c) and the decode floor it implies:
-# the bytes a token reads (every matrix once) / bandwidth. llama.cpp is never
-# part of this project: build llama-bench by hand in /tmp.
+# bench/wasm.mjs with the same thread count (the threaded engine-mt.wasm for
+# -t > 1), so all see the same machine noise (WASM_ENGINE=FILE picks another
+# engine.wasm), and the machine's read bandwidth (bench/membw.c). Prints for
+# each test the median tokens/s of the rounds and the best round (a busy
+# machine disturbs most rounds), the ratios to the peer (wasm's too: to
+# native llama.cpp), the load average at each round, and the decode floor:
+# the bytes a token reads (every matrix once) / the best read bandwidth.
+# llama.cpp is never part of this project: build llama-bench by hand in /tmp.
 set -eu
 cd "$(dirname "$0")/.."
 model="" pp=64 tg=32 rounds=5 threads=2 peer="" wasm=""
@@ -36,6 +39,8 @@ trap 'rm -rf "$tmp"' EXIT
 loads=""
 for ((i = 0; i < rounds; i++)); do
     loads="$loads $(cut -d' ' -f1 /proc/loadavg)"
+    # read bandwidth in every round too; the floor below uses the best
+    build/bench-membw -t "$threads" -m 512 -r 3 | sed -E 's/.*read ([0-9.]+) GB.*/\1/' >>"$tmp/membw"
     # our table rows: "| ... | ppN | median ± sd |": keep test and value
     build/streamllm bench -m "$model" -p "$pp" -n "$tg" -r 1 -t "$threads" |
         awk -F'|' '/\| (pp|tg)[0-9]+ \|/ {gsub(/ /,"",$7); split($8,a," "); print $7, a[1]}' >>"$tmp/ours"
@@ -50,21 +55,23 @@ for ((i = 0; i < rounds; i++)); do
 done
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
-col() { awk -v t="$2" '$1==t {print $2}' "$1" | median; }
+best() { sort -g | tail -1 | awk '{print $1} END {if (NR==0) print "nan"}'; }
+col() { awk -v t="$2" '$1==t {print $2}' "$1" | $3; }
+# a cell: the median of the rounds and, in parentheses, the best one (on a
+# busy machine the best round is the one least disturbed)
+cell() { printf '%.2f (%.2f)' "$(col "$1" "$2" median)" "$(col "$1" "$2" best)"; }
+ratio() { awk -v a="$(col "$1" "$3" median)" -v b="$(col "$2" "$3" median)" -v c="$(col "$1" "$3" best)" -v d="$(col "$2" "$3" best)" \
+    'BEGIN {printf "%.2fx (%.2fx)", (b > 0 ? a / b : 0), (d > 0 ? c / d : 0)}'; }
 echo "model: $model, threads: $threads, rounds: $rounds ($(build/streamllm bench -m "$model" -p 0 -n 1 -r 1 -t 1 | awk -F'|' '/tg1/ {print $5}' | xargs)); load average at each round:$loads"
+echo "figures: median of the rounds (best round)"
 printf '| test | streamllm t/s |%s%s\n' "${peer:+ llama.cpp t/s | ratio |}" "${wasm:+ wasm t/s |${peer:+ wasm / llama.cpp |}}"
 printf '| --- | ---: |%s%s\n' "${peer:+ ---: | ---: |}" "${wasm:+ ---: |${peer:+ ---: |}}"
 for test in "pp$pp" "tg$tg"; do
-    ours=$(col "$tmp/ours" "$test")
-    line=$(printf '| %s | %.2f |' "$test" "$ours")
-    if [ -n "$peer" ]; then
-        theirs=$(col "$tmp/peer" "$test")
-        line="$line $(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f | %.2fx |", b, (b > 0 ? a / b : 0)}')"
-    fi
+    line="| $test | $(cell "$tmp/ours" "$test") |"
+    [ -z "$peer" ] || line="$line $(cell "$tmp/peer" "$test") | $(ratio "$tmp/ours" "$tmp/peer" "$test") |"
     if [ -n "$wasm" ]; then
-        w=$(col "$tmp/wasm" "$test")
-        line="$line $(printf '%.2f |' "$w")"
-        [ -z "$peer" ] || line="$line $(awk -v a="$w" -v b="$theirs" 'BEGIN {printf "%.2fx |", (b > 0 ? a / b : 0)}')"
+        line="$line $(cell "$tmp/wasm" "$test") |"
+        [ -z "$peer" ] || line="$line $(ratio "$tmp/wasm" "$tmp/peer" "$test") |"
     fi
     echo "$line"
 done
@@ -74,7 +81,7 @@ done
 bytes=$(build/streamllm info -m "$model" | awk '
     $1 ~ /\.weight$/ && $NF == "bytes" && $2 !~ /^F32$/ { w[$1] = $(NF-1) }
     END { for (k in w) if (k != "token_embd.weight" || !("output.weight" in w)) s += w[k]; print s + 0 }')
-bw=$(build/bench-membw -t "$threads" -m 512 -r 3 | sed -E 's/.*read ([0-9.]+) GB.*/\1/')
+bw=$(sort -g "$tmp/membw" | tail -1)
 awk -v b="$bytes" -v bw="$bw" -v t="$threads" 'BEGIN {
-    printf "memory: read %.1f GB/s (%d threads); a token reads %.0f MB of weights: decode floor %.1f ms, at most %.1f t/s\n",
+    printf "memory: read %.1f GB/s (%d threads, best round); a token reads %.0f MB of weights: decode floor %.1f ms, at most %.1f t/s\n",
            bw, t, b / 1e6, b / (bw * 1e9) * 1e3, bw * 1e9 / b }'

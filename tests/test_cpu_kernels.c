@@ -145,16 +145,16 @@ static void check_act_format(const case_data *c) {
     }
 }
 
-/* Runs a kernel (NULL: the portable one) over every packed group of G rows. */
-static float *run_packed(const case_data *c, int G, sl_gemm_fn fn) {
-    size_t gb = (size_t)(c->cols / sl_gemm_block_elems(c->type)) * sl_gemm_block_bytes(c->type, G);
+/* Runs a kernel (NULL: the portable one) over every group of G rows packed in layout. */
+static float *run_packed(const case_data *c, sl_gemm_layout layout, int G, sl_gemm_fn fn) {
+    size_t gb = (size_t)(c->cols / sl_gemm_block_elems(layout)) * sl_gemm_block_bytes(layout, G);
     gb = (gb + 63) / 64 * 64;
     int64_t ng = (c->rows + G - 1) / G;
     uint8_t *packed = aligned_alloc(64, gb * (size_t)ng);
     float *y = malloc(sizeof(float) * (size_t)c->n * c->rows);
     for (int64_t g = 0; g < ng; g++) {
         uint8_t *grp = packed + (size_t)g * gb;
-        sl_gemm_pack_group(c->type, G, c->w, c->row_bytes, c->rows, c->cols, g * G, grp);
+        sl_gemm_pack_group(layout, G, c->w, c->row_bytes, c->rows, c->cols, g * G, grp);
         int valid = (int)(c->rows - g * G < G ? c->rows - g * G : G);
         /* tokens in two calls, so offsets t0 > 0 are exercised */
         int32_t half = c->n / 2;
@@ -163,7 +163,7 @@ static float *run_packed(const case_data *c, int G, sl_gemm_fn fn) {
             if (nt == 0) continue;
             float *yt = y + (size_t)t0 * c->rows + (size_t)g * G;
             if (fn) fn(grp, &c->act, t0, nt, yt, (size_t)c->rows, valid);
-            else sl_gemm_ref(c->type, G, grp, &c->act, t0, nt, yt, (size_t)c->rows, valid);
+            else sl_gemm_ref(layout, G, grp, &c->act, t0, nt, yt, (size_t)c->rows, valid);
         }
     }
     free(packed);
@@ -175,14 +175,19 @@ static void check_case(sl_type type, int64_t rows, int64_t cols, int32_t n, int 
     case_init(&c, type, rows, cols, n, kind);
     check_act_format(&c);
     const size_t total = (size_t)n * rows;
-    /* the portable kernel over the packed layout: the reference dot products, bit for bit */
-    for (int G = 4; G <= 16; G *= 4) {
-        float *y = run_packed(&c, G, NULL);
-        size_t diff = 0;
-        for (size_t i = 0; i < total; i++) diff += memcmp(&y[i], &c.ref[i], sizeof(float)) != 0;
-        CHECKF(diff == 0, "%s %lldx%lld G=%d: portable packed kernel differs from sl_vec_dot_ref in %zu of %zu",
-               sl_type_name(type), (long long)rows, (long long)cols, G, diff, total);
-        free(y);
+    /* the portable kernel over each layout of the type: the reference dot
+       products, bit for bit (Q6_K_I8 adds sub-block sums in another order:
+       exact integers, so still bit for bit) */
+    for (int l = 1; l < SL_GEMM_LAYOUT_COUNT; l++) {
+        if (sl_gemm_layout_type((sl_gemm_layout)l) != type) continue;
+        for (int G = 4; G <= 16; G *= 4) {
+            float *y = run_packed(&c, (sl_gemm_layout)l, G, NULL);
+            size_t diff = 0;
+            for (size_t i = 0; i < total; i++) diff += memcmp(&y[i], &c.ref[i], sizeof(float)) != 0;
+            CHECKF(diff == 0, "%s layout %d %lldx%lld G=%d: portable packed kernel differs from sl_vec_dot_ref in %zu of %zu",
+                   sl_type_name(type), l, (long long)rows, (long long)cols, G, diff, total);
+            free(y);
+        }
     }
     /* the SIMD kernels: equal up to float rounding (sums in another order) */
     const sl_gemm_kernels *families[2];
@@ -194,8 +199,8 @@ static void check_case(sl_type type, int64_t rows, int64_t cols, int32_t n, int 
     families[nf++] = &sl_gemm_simd128;
 #endif
     for (int f = 0; f < nf; f++) {
-        if (!families[f]->fn[type]) continue;
-        float *y = run_packed(&c, families[f]->group_rows, families[f]->fn[type]);
+        if (!families[f]->layout[type]) continue;
+        float *y = run_packed(&c, families[f]->layout[type], families[f]->group_rows, families[f]->fn[type]);
         double worst = 0;
         for (size_t i = 0; i < total; i++) {
             double e = fabs((double)y[i] - c.ref[i]) / (c.mag[i] + 1e-30);
@@ -213,7 +218,7 @@ static void test_kernels(void) {
     static const int32_t toks[] = {1, 2, 3, 4, 5, 9};
     for (size_t ti = 0; ti < sizeof packed_types / sizeof packed_types[0]; ti++) {
         sl_type t = packed_types[ti];
-        int be = sl_gemm_block_elems(t);
+        int be = t == SL_TYPE_Q4_0 || t == SL_TYPE_Q8_0 ? 32 : 256;
         for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
             for (size_t ni = 0; ni < sizeof toks / sizeof toks[0]; ni++) {
                 int64_t cols = be == 32 ? 32 * (int64_t)(1 + ri * 3 + ni) : 256 * (int64_t)(1 + (ri + ni) % 3);
@@ -346,7 +351,7 @@ static void check_driver(sl_type type, int64_t rows, int64_t cols, int32_t n, bo
 static void test_driver(void) {
     for (size_t ti = 0; ti < sizeof packed_types / sizeof packed_types[0]; ti++) {
         sl_type t = packed_types[ti];
-        int64_t cols = sl_gemm_block_elems(t) == 32 ? 320 : 512;
+        int64_t cols = t == SL_TYPE_Q4_0 || t == SL_TYPE_Q8_0 ? 320 : 512;
         check_driver(t, 100, cols, 1, false);
         check_driver(t, 96, cols, 7, true);
         check_driver(t, 200, cols, 70, false);
@@ -354,6 +359,11 @@ static void test_driver(void) {
     /* a type without packed kernels goes through rows in place */
     check_driver(SL_TYPE_Q5_K, 40, 256, 3, true);
     check_driver(SL_TYPE_F16, 40, 64, 3, false);
+    /* one token: quantized on every thread (rows in place too); F32 weights
+       read the shared normalized rows instead */
+    check_driver(SL_TYPE_Q5_K, 40, 256, 1, false);
+    check_driver(SL_TYPE_F32, 40, 64, 1, false);
+    check_driver(SL_TYPE_F16, 40, 64, 1, true);
 }
 
 /* ---- the pool's barrier ------------------------------------------------------ */
@@ -393,11 +403,26 @@ static void test_barrier(void) {
     }
 }
 
+/* The driver on every lower kernel family this CPU has (e.g. AVX2 on an
+ * AVX-512 machine: no packed kernels, rows in place), as CPUs without the
+ * top family run it. */
+static void test_driver_lower_families(void) {
+    static const char *const families[] = {"avx2", "scalar"};
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        if (strcmp(families[i], sl_quant_backend()) == 0 || sl_quant_set_backend(families[i]) != 0) continue;
+        check_driver(SL_TYPE_Q4_0, 100, 320, 1, false);
+        check_driver(SL_TYPE_Q4_K, 96, 512, 7, true);
+        check_driver(SL_TYPE_Q6_K, 40, 256, 70, false);
+        sl_quant_set_backend("auto");
+    }
+}
+
 int main(void) {
     printf("quant backend: %s\n", sl_quant_backend());
     RUN(test_row_kernels);
     RUN(test_kernels);
     RUN(test_driver);
+    RUN(test_driver_lower_families);
     RUN(test_barrier);
     TEST_SUMMARY();
 }

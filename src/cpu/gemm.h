@@ -4,15 +4,21 @@
  * Weights are repacked once (when a CPU context is made) into groups of G
  * rows that a kernel reads together: G = 16 for AVX-512 (one 32-bit lane per
  * row of a 512-bit vector), 4 for wasm SIMD128. Inside a group, each block
- * column stores its G scales side by side and then its quants as runs of
- * [G rows][4 bytes]: one vector load gives 4 consecutive elements of every
- * row, which an int8 dot instruction multiplies by 4 activation bytes
- * broadcast to all lanes. So the kernel's accumulator lanes are rows, a tile
- * of tokens reuses each decoded weight vector, and results come out as G
- * consecutive floats per token, ready to store.
+ * column has a quant part, runs of [G rows][4 bytes], and a scale part with
+ * the G rows' scales side by side: one vector load gives 4 consecutive
+ * elements of every row, which an int8 dot instruction multiplies by 4
+ * activation bytes broadcast to all lanes. So the kernel's accumulator lanes
+ * are rows, a tile of tokens reuses each decoded weight vector, and results
+ * come out as G consecutive floats per token, ready to store.
  *
- * Layouts per group (sizes per block column; r = row in the group, "[G][4]"
- * = G runs of 4 bytes, rows past the matrix's end are zero):
+ * Block columns are stored in pairs, [quants b][quants b+1][scales b]
+ * [scales b+1] (an unpaired last one as [quants][scales]), and groups follow
+ * each other: a product reads its rows as one stream, front to back, that
+ * software prefetching can run ahead of (decoding is bound by memory), and
+ * every quant part starts 64-byte aligned for G = 16.
+ *
+ * What the parts of a block column hold, scale part first (r = row in the
+ * group, "[G][4]" = G runs of 4 bytes, rows past the matrix's end are zero):
  *   Q4_0 (18G bytes per 32 elements): d[G] f16; then for k = 0..3 a [G][4]
  *        run of the row's qs[4k..4k+4): low nibbles are elements 4k..4k+3,
  *        high nibbles elements 16+4k..16+4k+3 (levels 0..15, value q-8).
@@ -28,6 +34,10 @@
  *        (low: group p, high: group p+32, bits 0-3 of q), then for u = 0..15
  *        a [G][4] run of 2-bit fields (bits 0-1: group u, 2-3: u+16,
  *        4-5: u+32, 6-7: u+48; bits 4-5 of q).
+ *   Q6_K_I8 (276G per 256): d[G] f32, scale[16][G] i8; for j = 0..63 a [G][4]
+ *        run of group j's values q-32 as signed bytes.
+ *   *_F32: as above with d (and dmin) as f32, 2 (Q4_K: 4) more bytes per row
+ *        and block column.
  *
  * Activations (sl_gemm_act) are quantized once per product with the weight
  * type's own activation quantizer (Q8_0 or Q8_K, bit for bit), and kept with
@@ -37,6 +47,26 @@
 #define SL_CPU_GEMM_H
 
 #include "quant/quant.h"
+
+/* The packed layouts. A type can have more than one; each kernel family
+ * packs a type in the layout its instructions read best. */
+typedef enum sl_gemm_layout {
+    SL_GEMM_NONE = 0,
+    /* f16 scales (AVX-512 converts them in hardware) */
+    SL_GEMM_Q4_0,
+    SL_GEMM_Q8_0,
+    SL_GEMM_Q4_K,
+    SL_GEMM_Q6_K,     /* 6-bit levels as a nibble plane and a 2-bit plane (below) */
+    /* the same with the f16 scales d (and dmin) stored as f32: wasm SIMD128
+       has no f16 conversion, and converting with integer tricks in the
+       kernels' loops costs registers V8 does not have */
+    SL_GEMM_Q4_0_F32,
+    SL_GEMM_Q8_0_F32,
+    SL_GEMM_Q4_K_F32,
+    SL_GEMM_Q6_K_I8,  /* f32 d, and 6-bit levels minus 32 as signed bytes: 23%
+                         more bytes, but no unpacking (SIMD128 has no byte shifts) */
+    SL_GEMM_LAYOUT_COUNT
+} sl_gemm_layout;
 
 /* Quantized activations of n tokens of `cols` elements. */
 typedef struct sl_gemm_act {
@@ -69,7 +99,8 @@ typedef struct sl_gemm_kernels {
     const char *name;
     int group_rows;                  /* G */
     bool want_q16;                   /* activations also as int16 */
-    sl_gemm_fn fn[SL_TYPE_COUNT];    /* NULL: type not packed by this family */
+    sl_gemm_layout layout[SL_TYPE_COUNT]; /* SL_GEMM_NONE: type not packed by this family */
+    sl_gemm_fn fn[SL_TYPE_COUNT];
 } sl_gemm_kernels;
 
 #if defined(__x86_64__)
@@ -79,17 +110,34 @@ extern const sl_gemm_kernels sl_gemm_avx512; /* gemm_x86.c; needs AVX-512 F/BW/V
 extern const sl_gemm_kernels sl_gemm_simd128; /* gemm_wasm.c */
 #endif
 
-/* Bytes of one packed block column of G rows (0: type not packable). */
-size_t sl_gemm_block_bytes(sl_type type, int G);
-/* Elements per block column of a packable type (32 or 256). */
-int sl_gemm_block_elems(sl_type type);
+/* The type a layout holds (SL_TYPE_COUNT for none). */
+sl_type sl_gemm_layout_type(sl_gemm_layout layout);
+/* Bytes of one packed block column of G rows, and of its quant and scale
+ * parts (0: no such layout). */
+size_t sl_gemm_block_bytes(sl_gemm_layout layout, int G);
+size_t sl_gemm_quant_bytes(sl_gemm_layout layout, int G);
+size_t sl_gemm_scale_bytes(sl_gemm_layout layout, int G);
 
-/* Packs rows [r0, r0 + G) of w (rows past `rows` as zeros) into out. */
-void sl_gemm_pack_group(sl_type type, int G, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
+/* Where the quant and the scale part of block column b (of nb) start in a
+ * group whose parts are qb and sb bytes (the pairs described above). */
+static inline size_t sl_gemm_quant_offset(int64_t b, size_t qb, size_t sb) {
+    return (size_t)(b & ~(int64_t)1) * (qb + sb) + (size_t)(b & 1) * qb;
+}
+static inline size_t sl_gemm_scale_offset(int64_t nb, int64_t b, size_t qb, size_t sb) {
+    const int64_t first = b & ~(int64_t)1;
+    const size_t in_pair = nb - first >= 2 ? 2 : 1;
+    return (size_t)first * (qb + sb) + in_pair * qb + (size_t)(b & 1) * sb;
+}
+/* Elements per block column of a layout (32 or 256; 0: none). */
+int sl_gemm_block_elems(sl_gemm_layout layout);
+
+/* Packs rows [r0, r0 + G) of w, a matrix of the layout's type (rows past
+ * `rows` as zeros), into out. */
+void sl_gemm_pack_group(sl_gemm_layout layout, int G, const void *w, size_t row_bytes, int64_t rows, int64_t cols,
                         int64_t r0, uint8_t *out);
 
 /* Portable kernel over a packed group of any G (the reference for tests). */
-void sl_gemm_ref(sl_type type, int G, const uint8_t *group, const sl_gemm_act *act, int32_t t0, int32_t n, float *y,
-                 size_t ldy, int valid);
+void sl_gemm_ref(sl_gemm_layout layout, int G, const uint8_t *group, const sl_gemm_act *act, int32_t t0, int32_t n,
+                 float *y, size_t ldy, int valid);
 
 #endif

@@ -13,6 +13,8 @@
 #if defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 
+#include "quant/simd128.h"
+
 /* ======================= helpers ======================= */
 
 static inline float hsum_f32(v128_t v) {
@@ -31,18 +33,6 @@ static inline float hmax_f32(v128_t v) {
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_f32x4_pmax(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
     return wasm_f32x4_extract_lane(v, 0);
-}
-
-/* Four f16 values (u16 lanes 0..3 of h) as f32, exactly (also inf and NaN):
- * the exponent is rebiased by a multiply by 2^112, which also normalizes
- * subnormals; inf/NaN get their exponent back by an OR. */
-static inline v128_t f16x4_to_f32(v128_t h) {
-    v128_t u = wasm_u32x4_extend_low_u16x8(h);
-    v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff));
-    v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
-    v128_t inf_nan = wasm_v128_and(wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff)), wasm_i32x4_splat(0x7f800000));
-    v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
-    return wasm_v128_or(wasm_v128_or(f, inf_nan), sign);
 }
 
 /* Sum of products of 16 int8 pairs, as int32 lanes. */
@@ -75,9 +65,9 @@ static float dot_f16_simd(int64_t n, const void *w, const void *act) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v128_t xh = wasm_v128_load(x + 2 * i), yh = wasm_v128_load(y + 2 * i);
-        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(f16x4_to_f32(xh), f16x4_to_f32(yh)));
-        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(f16x4_to_f32(wasm_i64x2_shuffle(xh, xh, 1, 0)),
-                                               f16x4_to_f32(wasm_i64x2_shuffle(yh, yh, 1, 0))));
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(sl_f16x4_to_f32(xh), sl_f16x4_to_f32(yh)));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(sl_f16x4_to_f32(wasm_i64x2_shuffle(xh, xh, 1, 0)),
+                                               sl_f16x4_to_f32(wasm_i64x2_shuffle(yh, yh, 1, 0))));
     }
     float sum = hsum_f32(wasm_f32x4_add(a0, a1));
     for (; i < n; i++) sum += sl_load_f16(x + 2 * i) * sl_load_f16(y + 2 * i);

@@ -515,7 +515,7 @@ SL_EXPORT("chat_prompt") char *wasm_chat_prompt(const sl_wasm_model *m, const ch
     return sl_chat_apply(t, msgs, n, true, &out, &last_error) ? NULL : out;
 }
 
-/* ---- CPU backend (single-threaded in wasm for now) -------------------------- */
+/* ---- CPU backend ----------------------------------------------------------- */
 
 /* n_ctx <= 0: min(n_ctx_train, 4096); n_batch <= 0: 512. */
 SL_EXPORT("cpu_new") sl_cpu_ctx *wasm_cpu_new(const sl_wasm_model *m, int32_t n_ctx, int32_t n_batch) {
@@ -527,7 +527,9 @@ SL_EXPORT("cpu_new") sl_cpu_ctx *wasm_cpu_new(const sl_wasm_model *m, int32_t n_
         sl_err(&last_error, "cpu_new: the weights are not in wasm memory (call cpu_weights_alloc before model_load)");
         return NULL;
     }
-    sl_cpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = 1};
+    /* every thread there is: the caller, plus the worker threads that run in
+       the threaded build (src/wasm/threadpool_wasm.c) */
+    sl_cpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = 0};
     return sl_cpu_ctx_new(m->model, &p, &last_error);
 }
 
