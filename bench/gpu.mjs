@@ -98,12 +98,18 @@ for (let i = 0; i < Math.max(opt.p, opt.n); i++) {
   toks.push((state >>> 8) % V);
 }
 
+// host time spent recording and submitting dispatches, per token of the last tg run
+let encodeUsPerToken = null;
 async function once(tg, n) {
   engine.truncate(0);
+  const { stats } = engine.backend.bridge;
+  const e0 = stats.encodeMs;
   const t0 = performance.now();
   if (tg) for (let i = 0; i < n; i++) await engine.step([toks[i]]);
   else await engine.step(toks.slice(0, n));
-  return n / ((performance.now() - t0) / 1000);
+  const s = (performance.now() - t0) / 1000;
+  if (tg) encodeUsPerToken = ((stats.encodeMs - e0) * 1000) / n;
+  return n / s;
 }
 
 const results = {};
@@ -115,6 +121,7 @@ for (const [name, tg, n] of [[`pp${opt.p}`, false, opt.p], [`tg${opt.n}`, true, 
   for (let r = 0; r < opt.r; r++) runs.push(await once(tg, n));
   results[name] = { median: median(runs), runs };
 }
+const lastDispatches = engine.backend.lastDispatches?.() ?? null;
 const bandwidth = await copyBandwidth(factory.device);
 // weights a decode step reads: every matrix the plan holds (an untied
 // embedding counts too, though a step reads only its rows: the floor errs low)
@@ -152,7 +159,8 @@ if (opt.profile) {
 
 const out = {
   model: opt.m, adapter: `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.trim(),
-  results, bandwidth, weightBytes, floorTps,
+  results, bandwidth, weightBytes, floorTps, encodeUsPerToken,
+  dispatchesPerToken: lastDispatches,
   ofFloor: results[tgName] ? results[tgName].median / floorTps : null,
   profile,
 };
@@ -165,6 +173,8 @@ if (opt.json) {
   for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v.median.toFixed(1)} | ${v.runs.map((x) => x.toFixed(1)).join(' ')} |`);
   console.log(`copy bandwidth ${(bandwidth / 1e9).toPrecision(3)} GB/s; weights ${(weightBytes / 2 ** 20).toFixed(0)} MiB per token; ` +
     `decode floor ${floorTps.toFixed(0)} t/s${out.ofFloor !== null ? `; ${tgName} at ${(100 * out.ofFloor).toFixed(1)}% of it` : ''}`);
+  if (encodeUsPerToken !== null)
+    console.log(`decode: ${lastDispatches ?? '?'} dispatches per token; host recording + submitting ${encodeUsPerToken.toFixed(0)} us per token`);
   if (profile?.error) console.log(`profile: ${profile.error}`);
   else if (profile) {
     console.log(`\nprofile of ${tgName} (one pass per dispatch): ${profile.dispatchesPerToken} dispatches, ` +

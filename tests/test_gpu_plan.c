@@ -264,15 +264,22 @@ static void run_engine(sl_model *m, const char *what, bool split) {
         CHECK(sl_gpu_eval_end(e, logits, &err) == 0);
     }
     CHECK(sl_gpu_n_programs(e) == programs + 1); /* one decode program, replayed */
-    /* decode dispatches: embed chunks + per layer (norm, q/k/v chunks, 2 rope, 2 attention, o, norm,
-     * gate, up, down chunks) + final norm + head chunks */
-    int chunks = 0;
-    for (int t = 0; t < p->n_tensors; t++)
-        if (!p->tensors[t].is_vector && strncmp(p->tensors[t].name, "blk.", 4) == 0) chunks += p->tensors[t].n_chunks;
+    /* decode dispatches (the keys fit one attention split: no merge): embed chunks + per layer,
+     * fused: (norm+q/k/v+rope+store, attention, o chunks, norm+gate+up, down chunks), else (norm,
+     * q/k/v chunks, 2 rope, attention, o chunks, norm, gate, up, down chunks) + head chunks, each
+     * norming the last token itself */
+    int chunks = 0, od_chunks = 0;
+    for (int t = 0; t < p->n_tensors; t++) {
+        const sl_gpu_tensor_plan *tp = &p->tensors[t];
+        if (tp->is_vector || strncmp(tp->name, "blk.", 4) != 0) continue;
+        chunks += tp->n_chunks;
+        if (strstr(tp->name, "attn_output") || strstr(tp->name, "ffn_down")) od_chunks += tp->n_chunks;
+    }
     const sl_gpu_tensor_plan *te = sl_gpu_plan_find(p, "token_embd.weight"),
                              *out = p->tied ? te : sl_gpu_plan_find(p, "output.weight");
-    CHECKF(sl_gpu_last_dispatches(e) == te->n_chunks + m->hp.n_layer * 6 + chunks + 1 + out->n_chunks,
-           "%s: %d dispatches per decode step", what, sl_gpu_last_dispatches(e));
+    int per_layers = sl_gpu_decode_fused(e) ? m->hp.n_layer * 3 + od_chunks : m->hp.n_layer * 5 + chunks;
+    CHECKF(sl_gpu_last_dispatches(e) == te->n_chunks + per_layers + out->n_chunks,
+           "%s: %d dispatches per decode step (fused %d)", what, sl_gpu_last_dispatches(e), sl_gpu_decode_fused(e));
     if (split) CHECKF(chunks > 7 * m->hp.n_layer, "%s: weights not split (%d chunks)", what, chunks);
     CHECK(sl_gpu_n_past(e) == prompt + 3);
     /* all logits, within n_out */
@@ -541,7 +548,9 @@ static void test_kv_f16(void) {
         free(logits);
         CHECKF(st->n_errors == 0, "%s", st->first_error);
         /* pipelines: handles are never reused, so scan them all */
-        int n_cache = 0, n_f16 = 0;
+        int n_cache = 0, n_f16 = 0, kinds = 0;
+        static const char *const users[] = {"kernel: rope_kv", "kernel: qkv", "kernel: attn_decode",
+                                            "kernel: attn_prefill"};
         for (int32_t h = 1; h < (1 << 16); h++) {
             const char *src = wg_native_pipeline_source(h);
             if (!src) continue;
@@ -549,10 +558,18 @@ static void test_kv_f16(void) {
             n_cache += cache;
             n_f16 += f16;
             CHECK(cache == f16);
-            CHECK(!cache || (strstr(src, "KC: array<f16>") && strstr(src, "VC: array<f16>")));
+            CHECK(!cache || ((strstr(src, "KC: array<f16>") || strstr(src, "KC: array<vec4<f16>>")) &&
+                             (strstr(src, "VC: array<f16>") || strstr(src, "VC: array<vec4<f16>>"))));
+            for (int k = 0; k < 4; k++)
+                if (strstr(src, users[k])) {
+                    kinds |= 1 << k;
+                    CHECK(cache);
+                }
         }
-        CHECKF(n_cache == 3 && n_f16 == 3, "%d pipelines use the cache, %d enable f16 (want 3: store, decode, prefill)",
-               n_cache, n_f16);
+        /* every kernel that stores or reads K/V does so in f16 */
+        CHECKF(kinds == 15 && n_cache == n_f16 && n_cache >= 4,
+               "%d pipelines use the cache, %d enable f16, kinds %x (want store, fused store, decode, prefill)",
+               n_cache, n_f16, kinds);
         sl_gpu_engine_free(e);
     }
     wg_native_reset();

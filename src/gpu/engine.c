@@ -47,8 +47,10 @@ struct sl_gpu_engine {
     uint64_t *uploaded;     /* bytes uploaded per plan tensor */
     pipeline *pipes;
     int n_pipes, cap_pipes;
-    op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm;
-    int *dec_start, *pre_start; /* [n_layer + 1]: first op of each layer in dec_layers / pre_layers */
+    /* decode layers with split attention (dec) or, while the keys fit one
+     * split, attention writing its output directly (dec1) */
+    op_list embed, dec_layers, dec1_layers, pre_layers, final_norm, out_mv, out_mm;
+    int *dec_start, *dec1_start, *pre_start; /* [n_layer + 1]: first op of each layer in its list */
     program *progs;
     int n_progs, cap_progs;
     int32_t n_past;
@@ -135,8 +137,8 @@ static wg_binding bnd_vec(const sl_gpu_engine *e, uint32_t binding, const sl_gpu
  * uniform, is added here). */
 static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, const wg_binding *b, int n,
                   sl_error *err) {
-    wg_binding all[8];
-    if (n + 1 > 8 || n + 1 != sl_gpu_kernel_n_bindings(d))
+    wg_binding all[10];
+    if (n + 1 > 10 || n + 1 != sl_gpu_kernel_n_bindings(d))
         return sl_err(err, "internal: kernel %d given %d bindings, wants %d", (int)d->kernel, n + 1,
                       sl_gpu_kernel_n_bindings(d));
     all[0] = bnd_whole(e, 0, e->plan->buf_uniform);
@@ -164,14 +166,17 @@ static const sl_gpu_tensor_plan *tensor(const sl_gpu_engine *e, const char *fmt,
     return sl_gpu_plan_find(e->plan, name);
 }
 
-/* A matrix product: one op per chunk of W's rows. kernel MATVEC or MATMUL. */
+/* A matrix product: one op per chunk of W's rows. kernel MATVEC or MATMUL;
+ * a MATVEC with aux and epilogue NONE or ADD norms X first with weight aux. */
 static int add_matrix(sl_gpu_engine *e, op_list *l, sl_gpu_kernel kernel, const sl_gpu_tensor_plan *w,
                       wg_binding x, wg_binding y, sl_gpu_epilogue epi, const wg_binding *aux, sl_error *err) {
     for (int c = 0; c < w->n_chunks; c++) {
         const sl_gpu_chunk *ch = &e->plan->chunks[w->first_chunk + c];
         sl_gpu_kernel_desc d = {.kernel = kernel, .type = w->type, .cols = (uint32_t)w->cols,
                                 .rows = (uint32_t)ch->rows, .row0 = (uint32_t)ch->row0,
-                                .out_stride = (uint32_t)w->rows, .epilogue = epi};
+                                .out_stride = (uint32_t)w->rows, .epilogue = epi,
+                                .norm = kernel == SL_GK_MATVEC && aux && (epi == SL_EPI_NONE || epi == SL_EPI_ADD),
+                                .eps = e->m->hp.rms_eps};
         wg_binding b[4] = {bnd(e, 1, ch->buffer, 0, ch->bytes), x, y};
         int n = 3;
         if (aux) b[n++] = *aux;
@@ -191,10 +196,131 @@ static int add_rmsnorm(sl_gpu_engine *e, op_list *l, sl_gpu_act in, wg_binding o
     return add_op(e, l, &d, b, 3, err);
 }
 
-/* The ops of every layer, for decode (mat-vecs, split attention) or prefill. */
-static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, sl_error *err) {
+/* Whether decode can use the fused kernels (QKV, FFN_IN): RoPE over whole
+ * heads without per-head norms, Q/K/V biases all or none, each matrix in one
+ * chunk, the arena and the vectors within one binding, 8 storage buffers. */
+static bool fused_decode_ok(const sl_gpu_engine *e) {
     const sl_hparams *hp = &e->m->hp;
     const sl_gpu_plan *p = e->plan;
+    if (hp->n_rot != hp->head_dim || hp->head_dim % 2 || hp->n_embd % 4 || p->caps.max_storage_buffers < 8 ||
+        p->buffers[p->buf_act].size > p->caps.max_binding || p->buffers[p->buf_vectors].size > p->caps.max_binding ||
+        (hp->rope_kind != SL_ROPE_NORM && hp->rope_kind != SL_ROPE_NEOX))
+        return false;
+    static const char *const mats[] = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.attn_v.weight",
+                                       "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight"};
+    for (int il = 0; il < hp->n_layer; il++) {
+        if (tensor(e, "blk.%d.attn_q_norm.weight", il) || tensor(e, "blk.%d.attn_k_norm.weight", il)) return false;
+        int n_bias = !!tensor(e, "blk.%d.attn_q.bias", il) + !!tensor(e, "blk.%d.attn_k.bias", il) +
+                     !!tensor(e, "blk.%d.attn_v.bias", il);
+        if (n_bias != 0 && n_bias != 3) return false;
+        /* the vectors are read as vec4: norms and biases at 16-byte offsets */
+        static const char *const vecs[] = {"blk.%d.attn_norm.weight", "blk.%d.ffn_norm.weight", "blk.%d.attn_q.bias",
+                                           "blk.%d.attn_k.bias", "blk.%d.attn_v.bias"};
+        for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+            const sl_gpu_tensor_plan *v = tensor(e, vecs[i], il);
+            if (v && v->vec_offset % 16) return false;
+        }
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+            const sl_gpu_tensor_plan *w = tensor(e, mats[i], il);
+            if (!w || w->n_chunks != 1) return false;
+        }
+    }
+    return true;
+}
+
+static uint32_t vec_float(const sl_gpu_tensor_plan *t) { return t ? (uint32_t)(t->vec_offset / 4) : 0; }
+static uint32_t act_float(const sl_gpu_engine *e, sl_gpu_act a) { return (uint32_t)(e->plan->acts[a].offset / 4); }
+
+/* Decode, fused: norm + Q/K/V + biases + RoPE + K/V store in one dispatch. */
+static int add_qkv(sl_gpu_engine *e, op_list *l, int il, const sl_gpu_kernel_desc *head, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),
+                             *wv = tensor(e, "blk.%d.attn_v.weight", il),
+                             *an = tensor(e, "blk.%d.attn_norm.weight", il),
+                             *bq = tensor(e, "blk.%d.attn_q.bias", il);
+    sl_gpu_kernel_desc d = *head;
+    d.kernel = SL_GK_QKV;
+    d.type = wq->type;
+    d.type2 = wk->type;
+    d.type3 = wv->type;
+    d.cols = (uint32_t)wq->cols;
+    d.x_off = act_float(e, SL_ACT_X);
+    d.y_off = act_float(e, SL_ACT_Q);
+    d.g_off = vec_float(an);
+    d.has_bias = bq != NULL;
+    d.bias_off[0] = vec_float(bq);
+    d.bias_off[1] = vec_float(tensor(e, "blk.%d.attn_k.bias", il));
+    d.bias_off[2] = vec_float(tensor(e, "blk.%d.attn_v.bias", il));
+    const sl_gpu_chunk *cq = &p->chunks[wq->first_chunk], *ck = &p->chunks[wk->first_chunk],
+                       *cv = &p->chunks[wv->first_chunk];
+    wg_binding b[8] = {bnd_whole(e, 1, p->buf_act),          bnd_whole(e, 2, p->buf_vectors),
+                       bnd(e, 3, cq->buffer, 0, cq->bytes),  bnd(e, 4, ck->buffer, 0, ck->bytes),
+                       bnd(e, 5, cv->buffer, 0, cv->bytes),  bnd_whole(e, 6, p->buf_k[il]),
+                       bnd_whole(e, 7, p->buf_v[il]),        bnd_whole(e, 8, p->buf_rope)};
+    return add_op(e, l, &d, b, 8, err);
+}
+
+/* Decode, fused: norm + gate and up + silu(gate) * up in one dispatch. */
+static int add_ffn_in(sl_gpu_engine *e, op_list *l, int il, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_tensor_plan *wg = tensor(e, "blk.%d.ffn_gate.weight", il), *wu = tensor(e, "blk.%d.ffn_up.weight", il),
+                             *fn = tensor(e, "blk.%d.ffn_norm.weight", il);
+    sl_gpu_kernel_desc d = {.kernel = SL_GK_FFN_IN, .type = wg->type, .type2 = wu->type, .cols = (uint32_t)wg->cols,
+                            .rows = (uint32_t)wg->rows, .eps = e->m->hp.rms_eps, .x_off = act_float(e, SL_ACT_X),
+                            .y_off = act_float(e, SL_ACT_UP), .g_off = vec_float(fn)};
+    const sl_gpu_chunk *cg = &p->chunks[wg->first_chunk], *cu = &p->chunks[wu->first_chunk];
+    wg_binding b[4] = {bnd_whole(e, 1, p->buf_act), bnd_whole(e, 2, p->buf_vectors), bnd(e, 3, cg->buffer, 0, cg->bytes),
+                       bnd(e, 4, cu->buffer, 0, cu->bytes)};
+    return add_op(e, l, &d, b, 4, err);
+}
+
+/* Attention norm, Q/K/V products (+ biases), RoPE and K/V store as
+ * separate dispatches (prefill; decode where the fused kernel does not apply). */
+static int add_qkv_unfused(sl_gpu_engine *e, op_list *l, int il, sl_gpu_kernel mk, const sl_gpu_kernel_desc *head,
+                           sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),
+                             *wv = tensor(e, "blk.%d.attn_v.weight", il), *bq = tensor(e, "blk.%d.attn_q.bias", il),
+                             *bk = tensor(e, "blk.%d.attn_k.bias", il), *bv = tensor(e, "blk.%d.attn_v.bias", il),
+                             *qn = tensor(e, "blk.%d.attn_q_norm.weight", il),
+                             *kn = tensor(e, "blk.%d.attn_k_norm.weight", il),
+                             *an = tensor(e, "blk.%d.attn_norm.weight", il);
+    if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_ATT), an, err)) return -1;
+    const struct {
+        const sl_gpu_tensor_plan *w, *b;
+        sl_gpu_act out;
+    } qkv[3] = {{wq, bq, SL_ACT_Q}, {wk, bk, SL_ACT_K}, {wv, bv, SL_ACT_V}};
+    for (int i = 0; i < 3; i++) {
+        wg_binding bias = qkv[i].b ? bnd_vec(e, 4, qkv[i].b) : (wg_binding){0};
+        if (add_matrix(e, l, mk, qkv[i].w, bnd_act(e, 2, SL_ACT_XB_ATT), bnd_act(e, 3, qkv[i].out),
+                       qkv[i].b ? SL_EPI_BIAS : SL_EPI_NONE, qkv[i].b ? &bias : NULL, err))
+            return -1;
+    }
+    sl_gpu_kernel_desc d = *head;
+    d.kernel = SL_GK_ROPE_Q;
+    d.qk_norm = qn != NULL;
+    wg_binding rq[3] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_rope)};
+    if (qn) rq[2] = bnd_vec(e, 3, qn);
+    if (add_op(e, l, &d, rq, qn ? 3 : 2, err)) return -1;
+    d.kernel = SL_GK_ROPE_KV;
+    d.qk_norm = kn != NULL;
+    wg_binding rk[6] = {bnd_act(e, 1, SL_ACT_K), bnd_act(e, 2, SL_ACT_V), bnd_whole(e, 3, p->buf_k[il]),
+                        bnd_whole(e, 4, p->buf_v[il]), bnd_whole(e, 5, p->buf_rope)};
+    if (kn) rk[5] = bnd_vec(e, 6, kn);
+    if (add_op(e, l, &d, rk, kn ? 6 : 5, err)) return -1;
+    return 0;
+}
+
+enum { LAYERS_PREFILL, LAYERS_DECODE_SPLIT, LAYERS_DECODE_DIRECT };
+
+/* The ops of every layer, for prefill (mat-muls) or decode (mat-vecs; the
+ * fused kernels where they apply; attention split over the keys and merged,
+ * or, for contexts within one split, direct). */
+static int build_layers(sl_gpu_engine *e, op_list *l, int *start, int mode, sl_error *err) {
+    const sl_hparams *hp = &e->m->hp;
+    const sl_gpu_plan *p = e->plan;
+    const bool decode = mode != LAYERS_PREFILL;
+    const bool fused = decode && fused_decode_ok(e);
     const sl_gpu_kernel mk = decode ? SL_GK_MATVEC : SL_GK_MATMUL;
     sl_gpu_kernel_desc head = {.n_head = (uint32_t)hp->n_head, .n_head_kv = (uint32_t)hp->n_head_kv,
                                .head_dim = (uint32_t)hp->head_dim, .n_rot = (uint32_t)hp->n_rot,
@@ -206,10 +332,6 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, s
         const sl_gpu_tensor_plan *wq = tensor(e, "blk.%d.attn_q.weight", il), *wk = tensor(e, "blk.%d.attn_k.weight", il),
                                  *wv = tensor(e, "blk.%d.attn_v.weight", il),
                                  *wo = tensor(e, "blk.%d.attn_output.weight", il),
-                                 *bq = tensor(e, "blk.%d.attn_q.bias", il), *bk = tensor(e, "blk.%d.attn_k.bias", il),
-                                 *bv = tensor(e, "blk.%d.attn_v.bias", il),
-                                 *qn = tensor(e, "blk.%d.attn_q_norm.weight", il),
-                                 *kn = tensor(e, "blk.%d.attn_k_norm.weight", il),
                                  *an = tensor(e, "blk.%d.attn_norm.weight", il),
                                  *fn = tensor(e, "blk.%d.ffn_norm.weight", il),
                                  *wg = tensor(e, "blk.%d.ffn_gate.weight", il),
@@ -218,30 +340,15 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, s
         if (!wq || !wk || !wv || !wo || !an || !fn || !wg || !wu || !wd)
             return sl_err(err, "internal: layer %d is missing from the plan", il);
         /* attention */
-        if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_ATT), an, err)) return -1;
-        const struct {
-            const sl_gpu_tensor_plan *w, *b;
-            sl_gpu_act out;
-        } qkv[3] = {{wq, bq, SL_ACT_Q}, {wk, bk, SL_ACT_K}, {wv, bv, SL_ACT_V}};
-        for (int i = 0; i < 3; i++) {
-            wg_binding bias = qkv[i].b ? bnd_vec(e, 4, qkv[i].b) : (wg_binding){0};
-            if (add_matrix(e, l, mk, qkv[i].w, bnd_act(e, 2, SL_ACT_XB_ATT), bnd_act(e, 3, qkv[i].out),
-                           qkv[i].b ? SL_EPI_BIAS : SL_EPI_NONE, qkv[i].b ? &bias : NULL, err))
-                return -1;
-        }
+        if (fused ? add_qkv(e, l, il, &head, err) : add_qkv_unfused(e, l, il, mk, &head, err)) return -1;
         sl_gpu_kernel_desc d = head;
-        d.kernel = SL_GK_ROPE_Q;
-        d.qk_norm = qn != NULL;
-        wg_binding rq[3] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_rope)};
-        if (qn) rq[2] = bnd_vec(e, 3, qn);
-        if (add_op(e, l, &d, rq, qn ? 3 : 2, err)) return -1;
-        d.kernel = SL_GK_ROPE_KV;
-        d.qk_norm = kn != NULL;
-        wg_binding rk[6] = {bnd_act(e, 1, SL_ACT_K), bnd_act(e, 2, SL_ACT_V), bnd_whole(e, 3, p->buf_k[il]),
-                            bnd_whole(e, 4, p->buf_v[il]), bnd_whole(e, 5, p->buf_rope)};
-        if (kn) rk[5] = bnd_vec(e, 6, kn);
-        if (add_op(e, l, &d, rk, kn ? 6 : 5, err)) return -1;
-        if (decode) {
+        if (mode == LAYERS_DECODE_DIRECT) {
+            d.kernel = SL_GK_ATTN_DECODE;
+            d.attn_direct = true;
+            wg_binding ad[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
+                                bnd_act(e, 4, SL_ACT_ATT)};
+            if (add_op(e, l, &d, ad, 4, err)) return -1;
+        } else if (decode) {
             d.kernel = SL_GK_ATTN_DECODE;
             wg_binding ad[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
                                 bnd_act(e, 4, SL_ACT_PART)};
@@ -258,12 +365,18 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, s
         if (add_matrix(e, l, mk, wo, bnd_act(e, 2, SL_ACT_ATT), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
             return -1;
         /* feed-forward */
-        if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_FFN), fn, err)) return -1;
-        wg_binding gate = bnd_act(e, 4, SL_ACT_GATE);
-        if (add_matrix(e, l, mk, wg, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_GATE), SL_EPI_NONE, NULL, err) ||
-            add_matrix(e, l, mk, wu, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_UP), SL_EPI_SILU_MUL, &gate,
-                       err) ||
-            add_matrix(e, l, mk, wd, bnd_act(e, 2, SL_ACT_UP), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
+        if (fused) {
+            if (add_ffn_in(e, l, il, err)) return -1;
+        } else {
+            wg_binding gate = bnd_act(e, 4, SL_ACT_GATE);
+            if (add_rmsnorm(e, l, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_FFN), fn, err) ||
+                add_matrix(e, l, mk, wg, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_GATE), SL_EPI_NONE, NULL,
+                           err) ||
+                add_matrix(e, l, mk, wu, bnd_act(e, 2, SL_ACT_XB_FFN), bnd_act(e, 3, SL_ACT_UP), SL_EPI_SILU_MUL,
+                           &gate, err))
+                return -1;
+        }
+        if (add_matrix(e, l, mk, wd, bnd_act(e, 2, SL_ACT_UP), bnd_act(e, 3, SL_ACT_X), SL_EPI_ADD, NULL, err))
             return -1;
     }
     start[hp->n_layer] = l->n;
@@ -286,13 +399,17 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
         if (add_op(e, &e->embed, &d, b, 3, err)) return -1;
     }
     e->dec_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->dec_start);
+    e->dec1_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->dec1_start);
     e->pre_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->pre_start);
-    if (!e->dec_start || !e->pre_start) return sl_err(err, "out of memory");
-    if (build_layers(e, &e->dec_layers, e->dec_start, true, err) ||
-        build_layers(e, &e->pre_layers, e->pre_start, false, err) ||
+    if (!e->dec_start || !e->dec1_start || !e->pre_start) return sl_err(err, "out of memory");
+    /* the head's mat-vec norms the last token itself (no final norm dispatch) */
+    wg_binding on_vec = bnd_vec(e, 4, on);
+    if (build_layers(e, &e->dec_layers, e->dec_start, LAYERS_DECODE_SPLIT, err) ||
+        build_layers(e, &e->dec1_layers, e->dec1_start, LAYERS_DECODE_DIRECT, err) ||
+        build_layers(e, &e->pre_layers, e->pre_start, LAYERS_PREFILL, err) ||
         add_rmsnorm(e, &e->final_norm, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_OUT), on, err) ||
-        add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_XB_OUT),
-                   bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err) ||
+        add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_X), bnd_whole(e, 3, p->buf_logits),
+                   SL_EPI_NONE, &on_vec, err) ||
         add_matrix(e, &e->out_mm, SL_GK_MATMUL, out, bnd_act(e, 2, SL_ACT_XB_OUT),
                    bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err))
         return -1;
@@ -336,18 +453,17 @@ static const program *get_program(sl_gpu_engine *e, int kind, int seg, uint32_t 
         return NULL;
     }
     int count = 0;
-    const op_list *layers = kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers;
-    const int *start = kind == PROG_DECODE ? e->dec_start : e->pre_start;
+    const bool direct = kind == PROG_DECODE && n_splits == 1;
+    const op_list *layers = kind != PROG_DECODE ? &e->pre_layers : direct ? &e->dec1_layers : &e->dec_layers;
+    const int *start = kind != PROG_DECODE ? e->pre_start : direct ? e->dec1_start : e->dec_start;
     const int R = e->plan->n_resident;
     if (seg == 0) record_list(e, h, &e->embed, 0, e->embed.n, n_cap, n_splits, &count);
     if (seg == 0) record_list(e, h, layers, start[0], start[R], n_cap, n_splits, &count);
     else record_list(e, h, layers, start[R + seg - 1], start[R + seg], n_cap, n_splits, &count);
     if (seg == n_segments(e->plan) - 1) {
         const op_list *head = kind == PROG_PREFILL_ALL ? &e->out_mm : kind == PROG_PREFILL_NONE ? NULL : &e->out_mv;
-        if (head) {
-            record_list(e, h, &e->final_norm, 0, e->final_norm.n, n_cap, n_splits, &count);
-            record_list(e, h, head, 0, head->n, n_cap, n_splits, &count);
-        }
+        if (head == &e->out_mm) record_list(e, h, &e->final_norm, 0, e->final_norm.n, n_cap, n_splits, &count);
+        if (head) record_list(e, h, head, 0, head->n, n_cap, n_splits, &count);
     }
     e->progs[e->n_progs] = (program){kind, seg, n_cap, n_splits, h, count};
     return &e->progs[e->n_progs++];
@@ -426,7 +542,7 @@ static void free_list(op_list *l) {
 
 void sl_gpu_engine_free(sl_gpu_engine *e) {
     if (!e) return;
-    op_list *lists[] = {&e->embed, &e->dec_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
+    op_list *lists[] = {&e->embed, &e->dec_layers, &e->dec1_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) free_list(lists[i]);
     for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
     free(e->progs);
@@ -441,6 +557,7 @@ void sl_gpu_engine_free(sl_gpu_engine *e) {
     free(e->bufs);
     free(e->uploaded);
     free(e->dec_start);
+    free(e->dec1_start);
     free(e->pre_start);
     free(e->tok);
     sl_gpu_plan_free(e->plan);
@@ -452,6 +569,7 @@ int32_t sl_gpu_n_ctx(const sl_gpu_engine *e) { return e->plan->n_ctx; }
 int32_t sl_gpu_n_past(const sl_gpu_engine *e) { return e->n_past; }
 int sl_gpu_n_programs(const sl_gpu_engine *e) { return e->n_progs; }
 int sl_gpu_last_dispatches(const sl_gpu_engine *e) { return e->last_dispatches; }
+bool sl_gpu_decode_fused(const sl_gpu_engine *e) { return fused_decode_ok(e); }
 int64_t sl_gpu_pending_floats(const sl_gpu_engine *e) { return e->pending_bytes / 4; }
 
 void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {

@@ -77,5 +77,7 @@ int64_t sl_gpu_pending_floats(const sl_gpu_engine *e);
 /* Programs recorded so far and dispatches in the last one run (for tests). */
 int sl_gpu_n_programs(const sl_gpu_engine *e);
 int sl_gpu_last_dispatches(const sl_gpu_engine *e);
+/* Decode runs the fused kernels (norm + Q/K/V + RoPE + K/V store; norm + gate/up). */
+bool sl_gpu_decode_fused(const sl_gpu_engine *e);
 
 #endif

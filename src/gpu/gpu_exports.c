@@ -16,7 +16,7 @@
  *   gpu_eval_wants_layer(e) >= 0: upload that layer's tensors, then
  *   gpu_eval_continue(e) (gpu_eval_cancel(e) gives up); then after
  *   `await bridge.settle()`: gpu_eval_end(e, logits)
- *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep)
+ *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep), gpu_last_dispatches(e)
  *   gpu_ktest_begin(..., kv_f16) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
  *   gpu_ktest_max_abs() -> the last test's largest error (kernel tests) */
 #if defined(__wasm__)
@@ -120,6 +120,9 @@ SL_EXPORT("gpu_eval_end") int32_t wasm_gpu_eval_end(sl_gpu_engine *e, float *log
 
 SL_EXPORT("gpu_n_ctx") int32_t wasm_gpu_n_ctx(const sl_gpu_engine *e) { return e ? sl_gpu_n_ctx(e) : 0; }
 SL_EXPORT("gpu_n_past") int32_t wasm_gpu_n_past(const sl_gpu_engine *e) { return e ? sl_gpu_n_past(e) : 0; }
+SL_EXPORT("gpu_last_dispatches") int32_t wasm_gpu_last_dispatches(const sl_gpu_engine *e) {
+    return e ? sl_gpu_last_dispatches(e) : 0;
+}
 SL_EXPORT("gpu_n_out") int32_t wasm_gpu_n_out(const sl_gpu_engine *e) { return e ? sl_gpu_engine_plan(e)->n_out : 0; }
 SL_EXPORT("gpu_truncate") void wasm_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {
     if (e) sl_gpu_truncate(e, n_keep);

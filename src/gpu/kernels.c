@@ -69,20 +69,11 @@ bool sl_gpu_type_supported(sl_type t) {
     }
 }
 
-/* Readers of the weight buffer W (array<u32>) at byte offsets; every offset
- * the decoders use for 16- and 32-bit fields is even. */
-static const char *WEIGHT_READERS =
+/* Helpers every decoder shares (emitted once per kernel). */
+static const char *WEIGHT_COMMON =
     "struct W8 { a: vec4<f32>, b: vec4<f32> };\n"
     "const SH4 = vec4<u32>(0u, 8u, 16u, 24u);\n"
     "const SH1 = vec4<u32>(0u, 1u, 2u, 3u);\n"
-    "fn wb(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 3u) << 3u)) & 0xffu; }\n"
-    "fn wh(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 2u) << 3u)) & 0xffffu; }\n"
-    "fn ww(o: u32) -> u32 {\n"
-    "  let i = o >> 2u;\n"
-    "  if ((o & 2u) == 0u) { return W[i]; }\n"
-    "  return (W[i] >> 16u) | (W[i + 1u] << 16u);\n"
-    "}\n"
-    "fn wf(o: u32) -> f32 { return unpack2x16float(wh(o)).x; }\n"
     /* four byte-spaced fields of m bits at bit s of each byte of q */
     "fn bits(q: u32, s: u32, m: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(q) >> (SH4 + vec4<u32>(s))) & vec4<u32>(m)); }\n"
     "fn nib(q: u32, s: u32) -> vec4<f32> { return bits(q, s, 15u); }\n"
@@ -91,8 +82,25 @@ static const char *WEIGHT_READERS =
     "fn i8x4(q: u32) -> vec4<f32> { return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)); }\n"
     "fn bf2(q: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(q << 16u), bitcast<f32>(q & 0xffff0000u)); }\n";
 
+/* Readers of the weight buffer W (array<u32>) at byte offsets; every offset
+ * the decoders use for 16- and 32-bit fields is even. */
+static const char *WEIGHT_READERS =
+    "fn wb(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 3u) << 3u)) & 0xffu; }\n"
+    "fn wh(o: u32) -> u32 { return (W[o >> 2u] >> ((o & 2u) << 3u)) & 0xffffu; }\n"
+    "fn ww(o: u32) -> u32 {\n"
+    "  let i = o >> 2u;\n"
+    "  if ((o & 2u) == 0u) { return W[i]; }\n"
+    "  return (W[i] >> 16u) | (W[i + 1u] << 16u);\n"
+    "}\n"
+    "fn wf(o: u32) -> f32 { return unpack2x16float(wh(o)).x; }\n"
+    /* the same as ww without a branch (invocations at both alignments in a subgroup) */
+    "fn wu(o: u32) -> u32 {\n"
+    "  let i = o >> 2u; let a = W[i]; let b = W[i + 1u];\n"
+    "  return select((a >> 16u) | (b << 16u), a, (o & 2u) == 0u);\n"
+    "}\n";
+
 /* fn w8(o, e): elements e..e+7 of the row starting at byte o (e % 8 == 0). */
-static int put_decoder(text *t, sl_type type, uint32_t cols) {
+static int put_decoder_body(text *t, sl_type type, uint32_t cols) {
     put(t, "%s", WEIGHT_READERS);
     bool ragged = cols % 8 != 0; /* only float formats can have such rows */
     switch (type) {
@@ -221,6 +229,44 @@ static int put_decoder(text *t, sl_type type, uint32_t cols) {
     return 0;
 }
 
+/* The decoder of a matrix in array `arr` as fn w8<sfx>(o, e), with its
+ * readers renamed alike, so one kernel can read matrices of several formats.
+ * WEIGHT_COMMON must precede it, once. */
+static int put_decoder_as(text *t, sl_type type, uint32_t cols, const char *arr, const char *sfx) {
+    text body = {0};
+    int rc = put_decoder_body(&body, type, cols);
+    if (body.oom || rc) {
+        free(body.s);
+        t->oom = t->oom || body.oom;
+        return rc ? rc : -1;
+    }
+    /* identifiers of the body that name the array or its readers */
+    static const char *const from[] = {"W[", "wb(", "wh(", "ww(", "wf(", "w8(", "iq4(", "wu(", "IQ4"};
+    const size_t n_from = sizeof from / sizeof from[0];
+    for (const char *c = body.s; *c;) {
+        /* the text up to the next identifier to rename goes as it is */
+        size_t run = 0, k = n_from;
+        for (; c[run]; run++) {
+            for (k = 0; k < n_from && strncmp(c + run, from[k], strlen(from[k])); k++) {}
+            if (k < n_from) break;
+        }
+        put(t, "%.*s", (int)run, c);
+        c += run;
+        if (k == n_from) break;
+        if (k == 0) put(t, "%s[", arr);
+        else if (k == n_from - 1) put(t, "IQ4%s", sfx);
+        else put(t, "%.*s%s(", (int)strlen(from[k]) - 1, from[k], sfx);
+        c += strlen(from[k]);
+    }
+    free(body.s);
+    return 0;
+}
+
+static int put_decoder(text *t, sl_type type, uint32_t cols) {
+    put(t, "%s", WEIGHT_COMMON);
+    return put_decoder_body(t, type, cols);
+}
+
 /* Activations are all in one buffer (the plan's arena), and WebGPU forbids a
  * buffer bound both read-only and writable in one dispatch: every activation
  * binding is declared read_write, even when the kernel only reads it. */
@@ -230,7 +276,8 @@ static int put_decoder(text *t, sl_type type, uint32_t cols) {
 /* The kernels that read or write the K/V caches; with kv_f16 these hold f16. */
 static bool kv_is_f16(const sl_gpu_kernel_desc *d) {
     return d->kv_f16 &&
-           (d->kernel == SL_GK_ROPE_KV || d->kernel == SL_GK_ATTN_DECODE || d->kernel == SL_GK_ATTN_PREFILL);
+           (d->kernel == SL_GK_ROPE_KV || d->kernel == SL_GK_ATTN_DECODE || d->kernel == SL_GK_ATTN_PREFILL ||
+            d->kernel == SL_GK_QKV);
 }
 
 /* The caches' element type, and the conversions from f32 (for storing) and
@@ -315,48 +362,318 @@ static void put_weight_consts(text *t, const sl_gpu_kernel_desc *d) {
 
 /* ---- ops ----------------------------------------------------------------- */
 
+/* ---- mat-vec (decode) ---------------------------------------------------- */
+
+/* A row is read in units of 8 (Q6_K: 16) elements, and consecutive
+ * invocations take consecutive units, so that a subgroup's loads of weight
+ * words and of the token are contiguous. For Q4_0, Q8_0, Q4_K and Q6_K a
+ * unit is laid out as the block stores it (Q4_0: 4 elements from the low
+ * nibbles of one quant word and 4 from its high nibbles); for other formats
+ * it is 8 consecutive elements from the format's w8 decoder. fn
+ * udot<sfx>(ro, u, xo) is the dot product of unit u of the row at byte ro
+ * with the (normed) token, whose elements e..e+3 xv(xo, e) reads (udot:
+ * dot is a WGSL builtin). */
+static uint32_t mv_unit(sl_type type) { return type == SL_TYPE_Q6_K ? 16 : 8; }
+static uint32_t mv_units(sl_type type, uint32_t cols) { return (cols + mv_unit(type) - 1) / mv_unit(type); }
+
+/* Invocations per row: about 8 units each (the chain of dependent loads
+ * an invocation waits on stays short), at least 32 (fewer for rows of fewer
+ * units), at most 256; 256 / T rows per workgroup. */
+static uint32_t mv_threads(const sl_gpu_kernel_desc *d) {
+    uint32_t units = mv_units(d->type, d->cols);
+    if (d->kernel == SL_GK_FFN_IN || d->kernel == SL_GK_QKV) {
+        uint32_t u2 = mv_units(d->type2, d->cols);
+        if (u2 < units) units = u2;
+    }
+    if (d->kernel == SL_GK_QKV) {
+        uint32_t u3 = mv_units(d->type3, d->cols);
+        if (u3 < units) units = u3;
+    }
+    uint32_t T = 1;
+    while (T < 256 && T * 2 <= units && (T < 32 || T * 16 <= units)) T *= 2;
+    return T;
+}
+
+/* fn udot<sfx>(ro, u, xo) for a matrix of `type` in array `arr`. */
+static int put_unit_dot(text *t, sl_type type, uint32_t cols, const char *arr, const char *sfx) {
+    if (put_decoder_as(t, type, cols, arr, sfx)) return -1;
+    switch (type) {
+    case SL_TYPE_Q4_0:
+        put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
+               "  let blk = u >> 2u; let k = u & 3u; let b = ro + blk * 18u;\n"
+               "  let q = wu%s(b + 2u + 4u * k); let e = blk * 32u + 4u * k;\n"
+               "  let m = vec4<f32>(8.0);\n"
+               "  return wf%s(b) * (dot(nib(q, 0u) - m, xv(xo, e)) + dot(nib(q, 4u) - m, xv(xo, e + 16u)));\n}\n",
+            sfx, sfx, sfx);
+        return 0;
+    case SL_TYPE_Q8_0:
+        put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
+               "  let blk = u >> 2u; let k = u & 3u; let b = ro + blk * 34u;\n"
+               "  let q = b + 2u + 8u * k; let e = blk * 32u + 8u * k;\n"
+               "  return wf%s(b) * (dot(i8x4(wu%s(q)), xv(xo, e)) + dot(i8x4(wu%s(q + 4u)), xv(xo, e + 4u)));\n}\n",
+            sfx, sfx, sfx, sfx);
+        return 0;
+    case SL_TYPE_Q4_K:
+        /* quant word k of a block: group g = k / 8 of 64 elements, low
+         * nibbles in sub-block 2g, high in 2g + 1 (6-bit scales and mins) */
+        put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
+               "  let blk = u >> 5u; let k = u & 31u; let g = k >> 3u; let b = ro + blk * 144u; let i = b >> 2u;\n"
+               "  let q = %s[i + 4u + k];\n"
+               "  let e = blk * 256u + g * 64u + 4u * (k & 7u);\n"
+               "  let xl = xv(xo, e); let xh = xv(xo, e + 32u);\n"
+               /* scales and mins of sub-blocks 2g and 2g + 1: bytes j, j + 1 of the
+                * three scale words (j = 2g mod 4); the upper four sub-blocks take
+                * their high bits from the top bits of the lower ones, without a branch */
+               "  let sh = vec2<u32>(16u * (g & 1u), 16u * (g & 1u) + 8u);\n"
+               "  let a = (vec2<u32>(%s[i + 1u]) >> sh) & vec2<u32>(255u);\n"
+               "  let c = (vec2<u32>(%s[i + 2u]) >> sh) & vec2<u32>(255u);\n"
+               "  let h = (vec2<u32>(%s[i + 3u]) >> sh) & vec2<u32>(255u);\n"
+               "  let up = g >= 2u;\n"
+               "  let sc = vec2<f32>(select(a & vec2<u32>(63u), (h & vec2<u32>(15u)) | ((a >> vec2<u32>(6u)) << vec2<u32>(4u)), up));\n"
+               "  let mn = vec2<f32>(select(c & vec2<u32>(63u), (h >> vec2<u32>(4u)) | ((c >> vec2<u32>(6u)) << vec2<u32>(4u)), up));\n"
+               "  let dm = unpack2x16float(%s[i]);\n"
+               "  let one = vec4<f32>(1.0);\n"
+               "  return dm.x * (sc.x * dot(nib(q, 0u), xl) + sc.y * dot(nib(q, 4u), xh))\n"
+               "       - dm.y * (mn.x * dot(xl, one) + mn.y * dot(xh, one));\n}\n",
+            sfx, arr, arr, arr, arr, arr);
+        return 0;
+    case SL_TYPE_Q6_K:
+        /* unit k of a block: half h = k / 8, positions l..l+3 (l = 4 (k % 8)):
+         * elements l, l+32, l+64, l+96 of the half, 4 each */
+        put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
+               "  let blk = u >> 4u; let k = u & 15u; let h = k >> 3u; let l = 4u * (k & 7u);\n"
+               "  let b = ro + blk * 210u;\n"
+               "  let ql0 = wu%s(b + 64u * h + l); let ql1 = wu%s(b + 64u * h + 32u + l); let qh = wu%s(b + 128u + 32u * h + l);\n"
+               "  let sb = b + 192u + 8u * h + l / 16u;\n"
+               "  let sv = vec4<u32>(wb%s(sb), wb%s(sb + 2u), wb%s(sb + 4u), wb%s(sb + 6u));\n"
+               "  let sc = vec4<f32>(bitcast<vec4<i32>>(sv << vec4<u32>(24u)) >> vec4<u32>(24u));\n"
+               "  let e = blk * 256u + 128u * h + l;\n"
+               "  let m = vec4<f32>(32.0);\n"
+               "  return wf%s(b + 208u) * (sc.x * dot(nib(ql0, 0u) + 16.0 * bits(qh, 0u, 3u) - m, xv(xo, e))\n"
+               "       + sc.y * dot(nib(ql1, 0u) + 16.0 * bits(qh, 2u, 3u) - m, xv(xo, e + 32u))\n"
+               "       + sc.z * dot(nib(ql0, 4u) + 16.0 * bits(qh, 4u, 3u) - m, xv(xo, e + 64u))\n"
+               "       + sc.w * dot(nib(ql1, 4u) + 16.0 * bits(qh, 6u, 3u) - m, xv(xo, e + 96u)));\n}\n",
+            sfx, sfx, sfx, sfx, sfx, sfx, sfx, sfx, sfx);
+        return 0;
+    default:
+        put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
+               "  let e = u * 8u; let w = w8%s(ro, e);\n"
+               "  return dot(w.a, xv(xo, e)) + dot(w.b, xv(xo, e + 4u));\n}\n",
+            sfx, sfx);
+        return 0;
+    }
+}
+
+/* RMSNorm's scale of the token at float offset xo into g_scale (every
+ * invocation must reach it). xs(i) reads element i. */
+static void put_norm_scale(text *t, const char *xs) {
+    put(t, "  var ss = 0.0;\n"
+           "  for (var i = lid; i < COLS; i += WG) { let v = %s; ss += v * v; }\n"
+           "  g_scale = 1.0 / sqrt(sum_wg(lid, ss) / f32(COLS) + EPS);\n",
+        xs);
+}
+
+/* Sums acc over the T invocations of each row group: the total is in
+ * red[lid] for the first invocation of the group (tt == 0). */
+static void put_row_sum(text *t, const char *red, const char *acc) {
+    put(t, "  %s[lid] = %s;\n"
+           "  workgroupBarrier();\n"
+           "  for (var s = T / 2u; s > 0u; s >>= 1u) {\n"
+           "    if (tt < s) { %s[lid] += %s[lid + s]; }\n"
+           "    workgroupBarrier();\n"
+           "  }\n",
+        red, acc, red, red);
+}
+
+/* The loop of a row group over the units of n rows (rows of matrices with
+ * `units` units each), unrolled 4 times: the loads of 4 units of every row
+ * are in flight before their math (a mat-vec is bound by memory latency). */
+static void put_unit_loop(text *t, uint32_t units, uint32_t T, int n, const char *const *sfx, const char *const *ro,
+                          const char *const *acc, const char *indent) {
+    const uint32_t U = 4, full = units / T, rem = units % T;
+    if (full >= U) {
+        put(t, "%sfor (var i = 0u; i < %uu; i += %uu) {\n", indent, full - full % U, U);
+        for (uint32_t k = 0; k < U; k++) put(t, "%s  let u%u = tt + (i + %uu) * T;\n", indent, k, k);
+        for (int r = 0; r < n; r++)
+            put(t, "%s  %s += (udot%s(%s, u0, xo) + udot%s(%s, u1, xo)) + (udot%s(%s, u2, xo) + udot%s(%s, u3, xo));\n",
+                indent, acc[r], sfx[r], ro[r], sfx[r], ro[r], sfx[r], ro[r], sfx[r], ro[r]);
+        put(t, "%s}\n", indent);
+    }
+    for (uint32_t k = full - full % U; k < full; k++)
+        for (int r = 0; r < n; r++) put(t, "%s%s += udot%s(%s, tt + %uu * T, xo);\n", indent, acc[r], sfx[r], ro[r], k);
+    if (rem)
+        for (int r = 0; r < n; r++)
+            put(t, "%sif (tt < %uu) { %s += udot%s(%s, %uu * T + tt, xo); }\n", indent, rem, acc[r], sfx[r], ro[r], full);
+}
+
+/* Two rows: in one loop when their matrices have as many units, else one after the other. */
+static void put_unit_loop2(text *t, uint32_t units0, uint32_t units1, uint32_t T, const char *sfx0, const char *ro0,
+                           const char *sfx1, const char *ro1, const char *indent) {
+    const char *sfx[2] = {sfx0, sfx1}, *ro[2] = {ro0, ro1}, *acc[2] = {"acc0", "acc1"};
+    if (units0 == units1) {
+        put_unit_loop(t, units0, T, 2, sfx, ro, acc, indent);
+    } else {
+        put_unit_loop(t, units0, T, 1, sfx, ro, acc, indent);
+        put_unit_loop(t, units1, T, 1, sfx + 1, ro + 1, acc + 1, indent);
+    }
+}
+
+static void put_mv_common(text *t, const sl_gpu_kernel_desc *d) {
+    char eps[32];
+    put(t, "const COLS: u32 = %uu;\nconst EPS: f32 = %s;\nconst WG: u32 = 256u;\nconst T: u32 = %uu;\n"
+           "const RPW: u32 = WG / T;\nvar<private> g_scale: f32 = 1.0;\n",
+        d->cols, flt(eps, d->eps), mv_threads(d));
+}
+
 static void gen_matvec(text *t, const sl_gpu_kernel_desc *d) {
-    put_weight_consts(t, d);
-    /* rows of 4-aligned length are read as vec4 (2 loads per 8 elements) */
+    put(t, "const NROWS: u32 = %uu;\nconst ROW0: u32 = %uu;\nconst ROW_BYTES: u32 = %uu;\nconst OUT_STRIDE: u32 = %uu;\n",
+        d->rows, d->row0, (uint32_t)sl_row_size(d->type, d->cols), d->out_stride);
+    put_mv_common(t, d);
+    /* tokens of 4-aligned length are read as vec4 */
     const bool x4 = d->cols % 4 == 0;
-    put(t, "const WG: u32 = 64u;\n"
-           "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
+    const char *xt = x4 ? "vec4<f32>" : "f32";
+    put(t, "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
            "@group(0) @binding(2) var<storage, read_write> X: array<%s>;\n"
            "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
-        x4 ? "vec4<f32>" : "f32");
+        xt);
     if (d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)
         put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
+    if (d->norm) put(t, "@group(0) @binding(4) var<storage, read> G: array<%s>;\n", xt);
     put(t, "var<workgroup> red: array<f32, WG>;\n");
     put_reduce(t, d, "sum_wg", false);
-    put_decoder(t, d->type, d->cols);
-    if (x4)
-        put(t, "fn x8(i: u32, e: u32) -> W8 {\n"
-               "  let j = (i + e) >> 2u;\n"
-               "  var v = W8(X[j], select(vec4<f32>(0.0), X[j + 1u], e + 4u < COLS));\n");
-    else
-        put(t, "fn x8(i: u32, e: u32) -> W8 {\n"
-               "  var v = W8(vec4<f32>(X[i + e], X[i + e + 1u], X[i + e + 2u], X[i + e + 3u]),\n"
-               "             vec4<f32>(X[i + e + 4u], X[i + e + 5u], X[i + e + 6u], X[i + e + 7u]));\n");
-    if (d->cols % 8 && !x4)
-        put(t, "  let idx = vec4<u32>(e) + SH1;\n"
-               "  v.a = select(vec4<f32>(0.0), v.a, idx < vec4<u32>(COLS));\n"
-               "  v.b = select(vec4<f32>(0.0), v.b, idx + vec4<u32>(4u) < vec4<u32>(COLS));\n");
-    put(t, "  return v;\n}\n");
+    put(t, "%s", WEIGHT_COMMON);
+    /* xv(xo, e): elements e..e+3 of the token at float offset xo, normed */
+    if (x4) {
+        put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return X[(xo + e) >> 2u]%s; }\n",
+            d->norm ? " * g_scale * G[e >> 2u]" : "");
+    } else {
+        put(t, "fn xe(xo: u32, e: u32) -> f32 { if (e >= COLS) { return 0.0; } return X[xo + e]%s; }\n"
+               "fn xv(xo: u32, e: u32) -> vec4<f32> { return vec4<f32>(xe(xo, e), xe(xo, e + 1u), xe(xo, e + 2u), xe(xo, e + 3u)); }\n",
+            d->norm ? " * g_scale * G[e]" : "");
+    }
+    put_unit_dot(t, d->type, d->cols, "W", "");
     put_main(t, d, "WG");
-    put(t, "  let r = wid.x + wid.y * nwg.x;\n"
-           "  if (r >= NROWS) { return; }\n"
-           "  let xo = (step.n_tokens - 1u) * COLS;\n"
-           "  let wo = r * ROW_BYTES;\n"
-           "  var acc = 0.0;\n"
-           "  for (var e = lid * 8u; e < COLS; e += WG * 8u) {\n"
-           "    let w = w8(wo, e);\n"
-           "    let x = x8(xo, e);\n"
-           "    acc += dot(w.a, x.a) + dot(w.b, x.b);\n"
-           "  }\n"
-           "  let v = sum_wg(lid, acc);\n"
-           "  if (lid == 0u) {\n");
+    put(t, "  let xo = (step.n_tokens - 1u) * COLS;\n");
+    if (d->norm) put_norm_scale(t, x4 ? "X[(xo + i) >> 2u][i & 3u]" : "X[xo + i]");
+    put(t, "  let tt = lid %% T;\n"
+           "  let r = (wid.x + wid.y * nwg.x) * RPW + lid / T;\n"
+           "  let ro = select(0u, r, r < NROWS) * ROW_BYTES;\n"
+           "  var acc = 0.0;\n");
+    const char *sfx = "", *ro = "ro", *acc = "acc";
+    put_unit_loop(t, mv_units(d->type, d->cols), mv_threads(d), 1, &sfx, &ro, &acc, "  ");
+    put_row_sum(t, "red", "acc");
+    put(t, "  if (tt == 0u && r < NROWS) {\n"
+           "    let v = red[lid];\n");
     put_epilogue(t, d->epilogue, "ROW0 + r", "ROW0 + r", "    ");
     put(t, "  }\n}\n");
+}
+
+/* The fused kernels bind the arena (ACT) and the vectors (VEC) whole, as
+ * vec4 (offsets are multiples of 4 floats); the token is normed on the fly. */
+static void put_fused_head(text *t, const sl_gpu_kernel_desc *d) {
+    put(t, "const X_OFF: u32 = %uu;\nconst Y_OFF: u32 = %uu;\nconst G_OFF: u32 = %uu;\n", d->x_off, d->y_off, d->g_off);
+    put_mv_common(t, d);
+    put(t, "@group(0) @binding(1) var<storage, read_write> ACT: array<vec4<f32>>;\n"
+           "@group(0) @binding(2) var<storage, read> VEC: array<vec4<f32>>;\n"
+           "var<workgroup> red: array<f32, WG>;\n"
+           "var<workgroup> red2: array<f32, WG>;\n");
+    put_reduce(t, d, "sum_wg", false);
+    put(t, "%s", WEIGHT_COMMON);
+    put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return ACT[(xo + e) >> 2u] * g_scale * VEC[(G_OFF + e) >> 2u]; }\n"
+           "fn act_set(i: u32, v: f32) { ACT[i >> 2u][i & 3u] = v; }\n"
+           "fn vec1(i: u32) -> f32 { return VEC[i >> 2u][i & 3u]; }\n");
+}
+
+/* Decode: RMSNorm, then gate and up rows r of one row group (the token read
+ * once for both), silu(gate) * up into the arena. */
+static void gen_ffn_in(text *t, const sl_gpu_kernel_desc *d) {
+    put_fused_head(t, d);
+    put(t, "const NROWS: u32 = %uu;\nconst RB1: u32 = %uu;\nconst RB2: u32 = %uu;\n"
+           "@group(0) @binding(3) var<storage, read> W1: array<u32>;\n"
+           "@group(0) @binding(4) var<storage, read> W2: array<u32>;\n",
+        d->rows, (uint32_t)sl_row_size(d->type, d->cols), (uint32_t)sl_row_size(d->type2, d->cols));
+    put_unit_dot(t, d->type, d->cols, "W1", "_1");
+    put_unit_dot(t, d->type2, d->cols, "W2", "_2");
+    put_main(t, d, "WG");
+    put(t, "  let xo = X_OFF + (step.n_tokens - 1u) * COLS;\n");
+    put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
+    put(t, "  let tt = lid %% T;\n"
+           "  let r = (wid.x + wid.y * nwg.x) * RPW + lid / T;\n"
+           "  let rr = select(0u, r, r < NROWS);\n"
+           "  var acc0 = 0.0; var acc1 = 0.0;\n");
+    put_unit_loop2(t, mv_units(d->type, d->cols), mv_units(d->type2, d->cols), mv_threads(d), "_1", "rr * RB1", "_2",
+                   "rr * RB2", "  ");
+    put_row_sum(t, "red", "acc0");
+    put_row_sum(t, "red2", "acc1");
+    put(t, "  if (tt == 0u && r < NROWS) {\n"
+           "    let g = red[lid];\n"
+           "    act_set(Y_OFF + r, g / (1.0 + exp(-g)) * red2[lid]);\n"
+           "  }\n}\n");
+}
+
+/* Decode: RMSNorm, the Q, K and V rows of one rotation pair per row group
+ * (both rows from the token read once), biases, RoPE on Q and K, Q into the
+ * arena, K and V into the caches at the step's position. Needs n_rot ==
+ * head_dim and no per-head norm (else the separate kernels run). */
+static void gen_qkv(text *t, const sl_gpu_kernel_desc *d) {
+    put_fused_head(t, d);
+    put(t, "const NH: u32 = %uu;\nconst NKV: u32 = %uu;\nconst HD: u32 = %uu;\nconst HALF: u32 = %uu;\n"
+           "const NQ: u32 = NH * HD;\nconst KD: u32 = NKV * HD;\nconst NPAIR: u32 = (NQ + 2u * KD) / 2u;\n"
+           "const RBQ: u32 = %uu;\nconst RBK: u32 = %uu;\nconst RBV: u32 = %uu;\n"
+           "const BQ: u32 = %uu;\nconst BK: u32 = %uu;\nconst BV: u32 = %uu;\n"
+           "@group(0) @binding(3) var<storage, read> WQ: array<u32>;\n"
+           "@group(0) @binding(4) var<storage, read> WK: array<u32>;\n"
+           "@group(0) @binding(5) var<storage, read> WV: array<u32>;\n"
+           "@group(0) @binding(6) var<storage, read_write> KC: array<%s>;\n"
+           "@group(0) @binding(7) var<storage, read_write> VC: array<%s>;\n"
+           "@group(0) @binding(8) var<storage, read> ROPE: array<f32>;\n",
+        d->n_head, d->n_head_kv, d->head_dim, d->head_dim / 2, (uint32_t)sl_row_size(d->type, d->cols),
+        (uint32_t)sl_row_size(d->type2, d->cols), (uint32_t)sl_row_size(d->type3, d->cols), d->bias_off[0],
+        d->bias_off[1], d->bias_off[2], kv_type(d), kv_type(d));
+    put_unit_dot(t, d->type, d->cols, "WQ", "_q");
+    put_unit_dot(t, d->type2, d->cols, "WK", "_k");
+    put_unit_dot(t, d->type3, d->cols, "WV", "_v");
+    put_main(t, d, "WG");
+    put(t, "  let xo = X_OFF + (step.n_tokens - 1u) * COLS;\n"
+           "  let pos = step.pos0 + step.n_tokens - 1u;\n");
+    put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
+    /* pair p: matrix m (0 Q, 1 K, 2 V), rows a and b of it (a rotation pair) */
+    put(t, "  let tt = lid %% T;\n"
+           "  let p = min((wid.x + wid.y * nwg.x) * RPW + lid / T, NPAIR - 1u);\n"
+           "  var m = 0u; var lp = p;\n"
+           "  if (p >= NQ / 2u + KD / 2u) { m = 2u; lp = p - NQ / 2u - KD / 2u; }\n"
+           "  else if (p >= NQ / 2u) { m = 1u; lp = p - NQ / 2u; }\n"
+           "  let h = lp / HALF; let i = lp %% HALF;\n");
+    if (d->rope_kind == SL_ROPE_NORM) put(t, "  let a = h * HD + 2u * i; let b = a + 1u;\n");
+    else put(t, "  let a = h * HD + i; let b = a + HALF;\n");
+    put(t, "  var acc0 = 0.0; var acc1 = 0.0;\n"
+           "  if (m == 0u) {\n");
+    uint32_t uq = mv_units(d->type, d->cols), uk = mv_units(d->type2, d->cols),
+             uv = mv_units(d->type3, d->cols);
+    put_unit_loop2(t, uq, uq, mv_threads(d), "_q", "a * RBQ", "_q", "b * RBQ", "    ");
+    put(t, "  } else if (m == 1u) {\n");
+    put_unit_loop2(t, uk, uk, mv_threads(d), "_k", "a * RBK", "_k", "b * RBK", "    ");
+    put(t, "  } else {\n");
+    put_unit_loop2(t, uv, uv, mv_threads(d), "_v", "a * RBV", "_v", "b * RBV", "    ");
+    put(t, "  }\n");
+    put_row_sum(t, "red", "acc0");
+    put_row_sum(t, "red2", "acc1");
+    put(t, "  let live = (wid.x + wid.y * nwg.x) * RPW + lid / T < NPAIR;\n"
+           "  if (tt == 0u && live) {\n"
+           "    var x0 = red[lid]; var x1 = red2[lid];\n");
+    if (d->has_bias)
+        put(t, "    let bo = select(select(BQ, BK, m == 1u), BV, m == 2u);\n"
+               "    x0 += vec1(bo + a); x1 += vec1(bo + b);\n");
+    put(t, "    if (m < 2u) {\n"
+           "      let cs = ROPE[(pos * HALF + i) * 2u]; let sn = ROPE[(pos * HALF + i) * 2u + 1u];\n"
+           "      let y0 = x0 * cs - x1 * sn; let y1 = x0 * sn + x1 * cs;\n"
+           "      if (m == 0u) { act_set(Y_OFF + a, y0); act_set(Y_OFF + b, y1); }\n"
+           "      else { KC[pos * KD + a] = %s(y0); KC[pos * KD + b] = %s(y1); }\n"
+           "    } else {\n"
+           "      VC[pos * KD + a] = %s(x0); VC[pos * KD + b] = %s(x1);\n"
+           "    }\n"
+           "  }\n}\n",
+        kv_store(d), kv_store(d), kv_store(d), kv_store(d));
 }
 
 /* Tiles of TM tokens x TN rows, TK columns at a time; 256 invocations, each
@@ -529,27 +846,36 @@ static void gen_rope(text *t, const sl_gpu_kernel_desc *d, bool is_q) {
     put(t, "}\n");
 }
 
-static void put_attn_consts(text *t, const sl_gpu_kernel_desc *d) {
+static void put_attn_consts(text *t, const sl_gpu_kernel_desc *d, uint32_t wg) {
     char sc[32];
     put(t, "const NH: u32 = %uu;\nconst NKV: u32 = %uu;\nconst HD: u32 = %uu;\nconst GQA: u32 = %uu;\n"
-           "const KD: u32 = %uu;\nconst SCALE: f32 = %s;\nconst WG: u32 = 64u;\n"
+           "const KD: u32 = %uu;\nconst SCALE: f32 = %s;\nconst WG: u32 = %uu;\n"
            "const KS: u32 = %uu;\nconst NSPLIT: u32 = %uu;\n",
         d->n_head, d->n_head_kv, d->head_dim, d->n_head / d->n_head_kv, d->n_head_kv * d->head_dim,
-        flt(sc, 1.0f / sqrtf((float)d->head_dim)), d->keys_per_split ? d->keys_per_split : 1,
+        flt(sc, 1.0f / sqrtf((float)d->head_dim)), wg, d->keys_per_split ? d->keys_per_split : 1,
         d->n_splits ? d->n_splits : 1);
 }
 
-/* Decode: scores of one split of keys, softmax within it, weighted sum of V. */
+/* Decode attention reads K and V as vec4 when a head's size allows. */
+static bool attn_decode_v4(const sl_gpu_kernel_desc *d) { return d->head_dim % 4 == 0 && d->head_dim / 4 <= 128; }
+
+/* Decode: scores of one split of keys, softmax within it, weighted sum of V:
+ * partials for the merge, or, with attn_direct (a single split), the
+ * output itself. With vec4 access (attn_decode_v4), the weighted sum runs on
+ * WG / (HD/4) groups of keys at once, each invocation 4 dimensions. */
 static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
-    put_attn_consts(t, d);
+    const bool v4 = attn_decode_v4(d);
+    put_attn_consts(t, d, v4 ? 128 : 64);
+    const char *kt = kv_type(d);
     put(t, "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
-           "@group(0) @binding(2) var<storage, read> KC: array<%s>;\n"
-           "@group(0) @binding(3) var<storage, read> VC: array<%s>;\n"
+           "@group(0) @binding(2) var<storage, read> KC: array<%s%s%s>;\n"
+           "@group(0) @binding(3) var<storage, read> VC: array<%s%s%s>;\n"
            "@group(0) @binding(4) var<storage, read_write> P: array<f32>;\n"
            "var<workgroup> red: array<f32, WG>;\n"
            "var<workgroup> qs: array<f32, HD>;\n"
            "var<workgroup> sc: array<f32, KS>;\n",
-        kv_type(d), kv_type(d));
+        v4 ? "vec4<" : "", kt, v4 ? ">" : "", v4 ? "vec4<" : "", kt, v4 ? ">" : "");
+    if (v4) put(t, "const D4: u32 = HD / 4u;\nconst G: u32 = WG / D4;\nvar<workgroup> pv: array<vec4<f32>, WG>;\n");
     put_reduce(t, d, "sum_wg", false);
     put_reduce(t, d, "max_wg", true);
     put_main(t, d, "WG");
@@ -563,9 +889,14 @@ static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
            "  workgroupBarrier();\n"
            "  var mx = -3.0e38;\n"
            "  for (var s = s0 + lid; s < s1; s += WG) {\n"
-           "    var dt = 0.0;\n"
-           "    for (var k = 0u; k < HD; k++) { dt += qs[k] * %s(KC[s * KD + kvo + k]); }\n"
-           "    let v = dt * SCALE;\n"
+           "    var dt = 0.0;\n");
+    if (v4)
+        put(t, "    let kb = (s * KD + kvo) / 4u;\n"
+               "    for (var k = 0u; k < D4; k++) {\n"
+               "      dt += dot(vec4<f32>(qs[4u * k], qs[4u * k + 1u], qs[4u * k + 2u], qs[4u * k + 3u]), vec4<f32>(KC[kb + k]));\n"
+               "    }\n");
+    else put(t, "    for (var k = 0u; k < HD; k++) { dt += qs[k] * %s(KC[s * KD + kvo + k]); }\n", kv_load(d));
+    put(t, "    let v = dt * SCALE;\n"
            "    sc[s - s0] = v;\n"
            "    mx = max(mx, v);\n"
            "  }\n"
@@ -573,19 +904,44 @@ static void gen_attn_decode(text *t, const sl_gpu_kernel_desc *d) {
            "  var sm = 0.0;\n"
            "  for (var s = s0 + lid; s < s1; s += WG) { let p = exp(sc[s - s0] - m); sc[s - s0] = p; sm += p; }\n"
            "  let l = sum_wg(lid, sm);\n"
-           "  let po = (h * NSPLIT + sp) * (HD + 2u);\n"
-           "  for (var k = lid; k < HD; k += WG) {\n"
-           "    var acc = 0.0;\n"
-           "    for (var s = s0; s < s1; s++) { acc += sc[s - s0] * %s(VC[s * KD + kvo + k]); }\n"
-           "    P[po + 2u + k] = acc;\n"
-           "  }\n"
-           "  if (lid == 0u) { P[po] = m; P[po + 1u] = l; }\n"
-           "}\n",
-        kv_load(d), kv_load(d));
+           "  let po = (h * NSPLIT + sp) * (HD + 2u);\n");
+    /* out(k, v): dimension k of the result */
+    const char *out = d->attn_direct ? "P[h * HD + %s] = %s / l;" : "P[po + 2u + %s] = %s;";
+    if (v4) {
+        put(t, "  let g = lid / D4; let dd = lid %% D4;\n"
+               "  var acc = vec4<f32>(0.0);\n"
+               "  if (g < G) {\n"
+               "    for (var s = s0 + g; s < s1; s += G) { acc += sc[s - s0] * vec4<f32>(VC[(s * KD + kvo) / 4u + dd]); }\n"
+               "  }\n"
+               "  pv[lid] = acc;\n"
+               "  workgroupBarrier();\n"
+               "  if (lid < D4) {\n"
+               "    var a = pv[lid];\n"
+               "    for (var j = 1u; j < G; j++) { a += pv[j * D4 + lid]; }\n");
+        for (int c = 0; c < 4; c++) {
+            char kx[32], vx[16];
+            snprintf(kx, sizeof kx, "4u * lid + %du", c);
+            snprintf(vx, sizeof vx, "a.%c", "xyzw"[c]);
+            put(t, "    ");
+            put(t, out, kx, vx);
+            put(t, "\n");
+        }
+        put(t, "  }\n");
+    } else {
+        put(t, "  for (var k = lid; k < HD; k += WG) {\n"
+               "    var acc = 0.0;\n"
+               "    for (var s = s0; s < s1; s++) { acc += sc[s - s0] * %s(VC[s * KD + kvo + k]); }\n"
+               "    ",
+            kv_load(d));
+        put(t, out, "k", "acc");
+        put(t, "\n  }\n");
+    }
+    if (!d->attn_direct) put(t, "  if (lid == 0u) { P[po] = m; P[po + 1u] = l; }\n");
+    put(t, "}\n");
 }
 
 static void gen_attn_merge(text *t, const sl_gpu_kernel_desc *d) {
-    put_attn_consts(t, d);
+    put_attn_consts(t, d, 64);
     put(t, "@group(0) @binding(1) var<storage, read_write> P: array<f32>;\n"
            "@group(0) @binding(2) var<storage, read_write> O: array<f32>;\n");
     put_main(t, d, "WG");
@@ -612,7 +968,7 @@ static void gen_attn_merge(text *t, const sl_gpu_kernel_desc *d) {
 /* Prefill: one workgroup per (head, token); keys in chunks of WG with an
  * online softmax; each invocation keeps ceil(HD / WG) output dimensions. */
 static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
-    put_attn_consts(t, d);
+    put_attn_consts(t, d, 64);
     uint32_t dpt = (d->head_dim + 63) / 64;
     put(t, "const DPT: u32 = %uu;\n"
            "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
@@ -674,19 +1030,27 @@ static void gen_attn_prefill(text *t, const sl_gpu_kernel_desc *d) {
 /* ---- entry points -------------------------------------------------------- */
 
 char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
-    bool weights = d->kernel == SL_GK_MATVEC || d->kernel == SL_GK_MATMUL || d->kernel == SL_GK_EMBED;
-    if (weights) {
-        const sl_type_info *ti = sl_type_get(d->type);
-        if (!ti || !sl_gpu_type_supported(d->type)) {
-            sl_err(err, "no WebGPU kernel for type %s", sl_type_name(d->type) ? sl_type_name(d->type) : "?");
+    bool weights = d->kernel == SL_GK_MATVEC || d->kernel == SL_GK_MATMUL || d->kernel == SL_GK_EMBED ||
+                   d->kernel == SL_GK_QKV || d->kernel == SL_GK_FFN_IN;
+    /* the formats of the matrices the kernel reads */
+    sl_type types[3] = {d->type, d->type2, d->type3};
+    int n_types = d->kernel == SL_GK_QKV ? 3 : d->kernel == SL_GK_FFN_IN ? 2 : 1;
+    for (int i = 0; weights && i < n_types; i++) {
+        const sl_type_info *ti = sl_type_get(types[i]);
+        if (!ti || !sl_gpu_type_supported(types[i])) {
+            sl_err(err, "no WebGPU kernel for type %s", sl_type_name(types[i]) ? sl_type_name(types[i]) : "?");
             return NULL;
         }
-        if (d->cols == 0 || d->rows == 0 || d->cols % (uint32_t)ti->block_size) {
+        if (d->cols == 0 || (d->rows == 0 && d->kernel != SL_GK_QKV) || d->cols % (uint32_t)ti->block_size) {
             sl_err(err, "bad kernel shape: %u rows of %u %s elements", d->rows, d->cols, ti->name);
             return NULL;
         }
     }
-    bool heads = d->kernel >= SL_GK_ROPE_Q && d->kernel <= SL_GK_ATTN_PREFILL;
+    if (d->norm && (d->kernel != SL_GK_MATVEC || d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)) {
+        sl_err(err, "bad kernel: a normed mat-vec has no bias or gate input");
+        return NULL;
+    }
+    bool heads = (d->kernel >= SL_GK_ROPE_Q && d->kernel <= SL_GK_ATTN_PREFILL) || d->kernel == SL_GK_QKV;
     if (heads && (d->n_head == 0 || d->n_head_kv == 0 || d->n_head % d->n_head_kv || d->head_dim == 0 ||
                   d->n_rot > d->head_dim || d->n_rot % 2)) {
         sl_err(err, "bad attention shape: %u heads, %u kv heads, head size %u, %u rotated", d->n_head, d->n_head_kv,
@@ -700,11 +1064,12 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
     text t = {0};
     put_prelude(&t, d);
     /* the second line names the kernel: profilers group timings by it */
-    static const char *const kernel_names[SL_GK_COUNT] = {"matvec", "matmul", "embed", "rmsnorm", "rope_q",
-                                                          "rope_kv", "attn_decode", "attn_merge", "attn_prefill"};
+    static const char *const kernel_names[SL_GK_COUNT] = {"matvec",      "matmul",     "embed",       "rmsnorm",
+                                                          "rope_q",      "rope_kv",    "attn_decode", "attn_merge",
+                                                          "attn_prefill", "qkv",       "ffn_in"};
     static const char *const epilogue_names[] = {"", "+bias", "+add", "+silu_mul"};
     put(&t, "// stream-llm WebGPU kernel: %s", kernel_names[d->kernel]);
-    if (weights) put(&t, " %s%s", sl_type_name(d->type), epilogue_names[d->epilogue]);
+    if (weights) put(&t, " %s%s%s", sl_type_name(d->type), epilogue_names[d->epilogue], d->norm ? "+norm" : "");
     put(&t, " (generated by src/gpu/kernels.c)\n");
     switch (d->kernel) {
     case SL_GK_MATVEC: gen_matvec(&t, d); break;
@@ -716,6 +1081,8 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
     case SL_GK_ATTN_DECODE: gen_attn_decode(&t, d); break;
     case SL_GK_ATTN_MERGE: gen_attn_merge(&t, d); break;
     case SL_GK_ATTN_PREFILL: gen_attn_prefill(&t, d); break;
+    case SL_GK_QKV: gen_qkv(&t, d); break;
+    case SL_GK_FFN_IN: gen_ffn_in(&t, d); break;
     default: break;
     }
     if (t.oom) {
@@ -729,7 +1096,7 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
 int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d) {
     switch (d->kernel) {
     case SL_GK_MATVEC:
-    case SL_GK_MATMUL: return d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL ? 5 : 4;
+    case SL_GK_MATMUL: return d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL || d->norm ? 5 : 4;
     case SL_GK_EMBED: return 4;
     case SL_GK_RMSNORM: return 4;
     case SL_GK_ROPE_Q: return d->qk_norm ? 4 : 3;
@@ -737,6 +1104,8 @@ int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d) {
     case SL_GK_ATTN_DECODE: return 5;
     case SL_GK_ATTN_MERGE: return 3;
     case SL_GK_ATTN_PREFILL: return 5;
+    case SL_GK_QKV: return 9;
+    case SL_GK_FFN_IN: return 5;
     default: return 0;
     }
 }
@@ -749,9 +1118,15 @@ void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t
     if (n_tokens == 0) n_tokens = 1;
     switch (d->kernel) {
     case SL_GK_MATVEC:
-        grid[0] = d->rows < max_per_dim ? d->rows : max_per_dim;
-        grid[1] = div_up(d->rows, grid[0]);
+    case SL_GK_FFN_IN:
+    case SL_GK_QKV: {
+        /* row groups of 256 / T invocations; QKV's rows are rotation pairs */
+        uint32_t rows = d->kernel == SL_GK_QKV ? (d->n_head + 2 * d->n_head_kv) * d->head_dim / 2 : d->rows;
+        uint32_t wgs = div_up(rows, 256 / mv_threads(d));
+        grid[0] = wgs < max_per_dim ? wgs : max_per_dim;
+        grid[1] = div_up(wgs, grid[0]);
         break;
+    }
     case SL_GK_MATMUL:
         grid[0] = div_up(d->rows, 64);
         grid[1] = div_up(n_tokens, 32);

@@ -23,6 +23,10 @@
  *   ATTN_DECODE     1 Q r, 2 K cache r, 3 V cache r, 4 partials rw
  *   ATTN_MERGE      1 partials r, 2 out rw
  *   ATTN_PREFILL    1 Q r, 2 K cache r, 3 V cache r, 4 out rw
+ *   QKV             1 arena rw (X in, Q out), 2 vectors r (norm, biases), 3 Wq r, 4 Wk r, 5 Wv r,
+ *                   6 K cache rw, 7 V cache rw, 8 rope r
+ *   FFN_IN          1 arena rw (X in, silu(gate)*up out), 2 vectors r (norm), 3 Wgate r, 4 Wup r
+ * MATVEC with `norm` reads X un-normed and binds the norm weight at 4.
  * Activation inputs are declared read_write too (they share the arena
  * buffer with the outputs; WebGPU forbids mixing read-only and writable
  * uses of one buffer in a dispatch). The rope table is [n_ctx][n_rot/2] pairs (cos, sin); caches are
@@ -43,6 +47,8 @@ typedef enum sl_gpu_kernel {
     SL_GK_ATTN_DECODE,  /* one token: one workgroup per (head, split of keys_per_split keys) */
     SL_GK_ATTN_MERGE,   /* combines the splits of each head */
     SL_GK_ATTN_PREFILL, /* one workgroup per (head, token), causal, online softmax */
+    SL_GK_QKV,          /* decode, fused: RMSNorm, Q/K/V mat-vecs (+ biases), RoPE, K/V stored */
+    SL_GK_FFN_IN,       /* decode, fused: RMSNorm, gate and up mat-vecs, silu(gate) * up */
     SL_GK_COUNT
 } sl_gpu_kernel;
 
@@ -68,6 +74,16 @@ typedef struct sl_gpu_kernel_desc {
     sl_rope_kind rope_kind;
     bool qk_norm;
     uint32_t keys_per_split, n_splits; /* ATTN_DECODE, ATTN_MERGE */
+    bool attn_direct;           /* ATTN_DECODE with one split: writes the output (binding 4), no merge */
+    /* MATVEC: RMSNorm of X (eps) times the weight at binding 4 first, computed
+     * by every workgroup (the separate RMSNorm dispatch saved) */
+    bool norm;
+    /* QKV, FFN_IN: cols = n_embd; types of the second and third matrices (K, V;
+     * up); rows = n_ff (FFN_IN); offsets in floats: of X and of the output in
+     * the arena, of the norm weight and the biases (has_bias) in the vectors */
+    sl_type type2, type3;
+    uint32_t x_off, y_off, g_off, bias_off[3];
+    bool has_bias;
     /* Workgroup sums and maxima through subgroup operations (the device has
      * the subgroups feature and WGSL the subgroup_id builtin); else through
      * workgroup memory only. */

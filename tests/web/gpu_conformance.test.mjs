@@ -1,7 +1,8 @@
 // gpu_conformance.test.mjs - `node web/cli.mjs --backend webgpu` against
 // llama.cpp's reference outputs (as tests/test_conformance.c does natively):
 // the logits of every position under teacher forcing for every model in
-// index.tsv, the exact greedy text of stories260K, and the same with every
+// index.tsv, also one token per step (the decode kernels: fused norm +
+// Q/K/V + RoPE, gate/up, attention without merge), the exact greedy text of stories260K, and the same with every
 // weight split into several bindings (a small binding limit) and with
 // prompts longer than one prefill batch. Needs a WebGPU adapter (Dawn:
 // npm `webgpu`; SwiftShader by default, see gpu_env.mjs).
@@ -14,8 +15,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { requireGpu } from './gpu_env.mjs';
 import {
-  CLI, TESTDATA, hasTestdata, requireTestdata, readIndex, referenceCase, compareWithReference, readF32, summaryText,
+  CLI, TESTDATA, WASM, hasTestdata, requireTestdata, readIndex, referenceCase, compareWithReference, readF32, summaryText,
 } from './refdata.mjs';
+import { Engine } from '../../web/engine/engine.mjs';
+import { webgpuBackend } from '../../web/engine/webgpu.mjs';
 
 const wasmArgs = process.env.STREAMLLM_WASM ? ['--wasm', path.resolve(process.env.STREAMLLM_WASM)] : [];
 
@@ -48,6 +51,32 @@ if (!hasTestdata()) {
   const index = readIndex();
   test('a WebGPU adapter is present', async (t) => { await requireGpu(t); });
   for (const entry of index) test(`webgpu logits ${entry.name}`, async (t) => { if (await requireGpu(t)) await checkLogits(entry); });
+
+  // The same positions one token per step: the decode programs, not prefill.
+  // One model per weight format and kernel variant (biases and NeoX RoPE:
+  // qwen2; a tied head; K-quant mixes); the large-vocabulary ones add time only.
+  const decodeModels = ['stories260K-f32', 'stories260K-f16', 'sv-llama-q4_0', 'sv-llama-q8_0', 'sv-llama-q6_k',
+    'sv-llama-q4_k_m', 'sv-llama-tied-f32', 'sv-qwen2-f32'];
+  test('webgpu decode logits, one token per step', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const backend = await webgpuBackend();
+    for (const entry of index.filter((e) => decodeModels.includes(e.name))) {
+      const engine = await Engine.create({ wasm: process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM,
+        backend });
+      try {
+        const c = referenceCase(entry);
+        await engine.load(entry.model, { nCtx: c.tokens.length + 8 });
+        const rows = new Float32Array(c.tokens.length * c.V);
+        for (let i = 0; i < c.tokens.length; i++) rows.set(await engine.eval([c.tokens[i]]), i * c.V);
+        const s = compareWithReference(c, rows, entry.tol);
+        console.error(`  webgpu-decode ${entry.name.padEnd(28)} rows ${String(s.rows).padStart(3)}  worst nrmse ${s.worst.toPrecision(3)} (row ${s.worstRow})  tolerance ${entry.tol}  top-1 mismatches ${s.top1Bad}`);
+        assert.ok(s.worst <= entry.tol, `${entry.name}: worst nrmse ${s.worst} > ${entry.tol} at row ${s.worstRow}`);
+        assert.equal(s.top1Bad, 0, `${entry.name}: ${s.top1Bad} rows with a different top-1 token`);
+      } finally {
+        engine.free();
+      }
+    }
+  });
 
   test('webgpu greedy run stories260K prints the reference text', async (t) => {
     if (!(await requireGpu(t))) return;

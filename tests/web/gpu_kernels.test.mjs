@@ -89,6 +89,9 @@ if (!existsSync(wasmPath)) {
       for (const c of cols)
         for (const rows of [1, 37, 130]) expectClose(await ktest(K.MATVEC, { type, rows, cols: c, n: 3 }), `${rows}x${c}`);
       expectClose(await ktest(K.MATVEC, { type, rows: 75, cols: cols[1], chunk: 16 }), 'rows in chunks of 16');
+      // wide rows: more invocations per row (64 to 256), fewer rows per workgroup
+      const wide = FLOAT_TYPES.has(name) ? 8203 : K_TYPES.has(name) ? 32768 : 16384;
+      expectClose(await ktest(K.MATVEC, { type, rows: 9, cols: wide, n: 2 }), `9x${wide}`);
     });
     test(`mat-mul ${name}`, async (t) => {
       if (!(await requireGpu(t))) return;
