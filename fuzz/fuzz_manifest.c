@@ -2,7 +2,7 @@
  *
  * The input is taken as manifest text (nothing on disk is consulted). What
  * parses must satisfy the parser's promises (tensors inside their shard,
- * sizes adding up), and serializing it must give text that parses to the
+ * sizes adding up, one block hash per block), and serializing it must give text that parses to the
  * same manifest: serializing that again gives the same bytes. Any violation
  * traps, so libFuzzer reports it like a crash. */
 #include <stdint.h>
@@ -24,6 +24,14 @@ static void check_invariants(const sl_manifest *m) {
         REQUIRE(sh->file && strlen(sh->sha256) == 64 && !strchr(sh->file, '/') && sh->file[0] != '.');
         REQUIRE((sh->layer_first < 0) == (sh->layer_last < 0) && sh->layer_first <= sh->layer_last);
         total += sh->bytes;
+        if (sh->block_bytes == 0) {
+            REQUIRE(sh->n_blocks == 0 && !sh->block_sha256);
+        } else {
+            REQUIRE((sh->block_bytes & (sh->block_bytes - 1)) == 0);
+            REQUIRE(sh->block_bytes >= SL_SHARD_MIN_BLOCK_BYTES && sh->block_bytes <= SL_SHARD_MAX_BLOCK_BYTES);
+            REQUIRE(sh->n_blocks == sh->bytes / sh->block_bytes + (sh->bytes % sh->block_bytes != 0));
+            for (uint64_t b = 0; b < sh->n_blocks; b++) REQUIRE(strlen(sh->block_sha256[b]) == 64);
+        }
         for (int64_t t = 0; t < sh->n_tensors; t++) {
             const sl_manifest_tensor *mt = &sh->tensors[t];
             REQUIRE(mt->name && mt->n_dims >= 1 && mt->n_dims <= SL_GGUF_MAX_DIMS);

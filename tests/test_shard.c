@@ -535,6 +535,127 @@ static void test_manifest_errors(void) {
     free(text);
 }
 
+/* Block hashes: one SHA-256 per block_bytes of each shard (the last block
+ * shorter), recomputed here from the files; deterministic; verify checks
+ * them; the parser refuses inconsistent ones; manifests without them (older
+ * ones) stay valid. */
+static void test_block_hashes(void) {
+    tpath model_p = tp("blocks.gguf"), a_p = tp("blk-a"), b_p = tp("blk-b");
+    const toy_opts o = {.n_layer = 3, .n_embd = 128, .n_ff = 256};
+    if (!make_toy(model_p.s, &o)) return;
+    sl_split_opts opts = {.block_bytes = 65536};
+    sl_error err;
+    CHECKF(sl_shard_split(model_p.s, a_p.s, &opts, &err) == 0, "%s", err.msg);
+    CHECKF(sl_shard_split(model_p.s, b_p.s, &opts, &err) == 0, "%s", err.msg);
+    CHECK(files_equal(tp("blk-a/manifest.json").s, tp("blk-b/manifest.json").s));
+    sl_manifest m;
+    if (!load_manifest(a_p.s, &m)) return;
+    uint64_t most = 0;
+    for (int s = 0; s < m.n_shards; s++) {
+        const sl_manifest_shard *sh = &m.shards[s];
+        CHECK(sh->block_bytes == 65536);
+        CHECK(sh->n_blocks == (sh->bytes + 65535) / 65536);
+        if (sh->n_blocks > most) most = sh->n_blocks;
+        size_t n = 0;
+        char *bytes = test_read_file(tp("blk-a/%s", sh->file).s, &n);
+        CHECK(bytes && n == sh->bytes);
+        for (uint64_t b = 0; bytes && b < sh->n_blocks; b++) {
+            size_t from = (size_t)(b * 65536), len = n - from < 65536 ? n - from : 65536;
+            char hex[65];
+            CHECK(sl_sha256_hex(bytes + from, len, hex, &err) == 0);
+            CHECKF(strcmp(hex, sh->block_sha256[b]) == 0, "%s block %" PRIu64, sh->file, b);
+        }
+        free(bytes);
+    }
+    CHECKF(most >= 5, "a shard of several blocks (most %" PRIu64 ")", most);
+    CHECKF(sl_shard_verify(a_p.s, &err) == 0, "%s", err.msg);
+
+    /* the default: 4 MiB blocks, so each small shard is one block, its hash the file's */
+    sl_manifest d;
+    if (split_to(model_p.s, b_p.s, 0) == 0 && load_manifest(b_p.s, &d)) {
+        for (int s = 0; s < d.n_shards; s++) {
+            CHECK(d.shards[s].block_bytes == SL_SHARD_DEFAULT_BLOCK_BYTES && d.shards[s].n_blocks == 1);
+            CHECK(!strcmp(d.shards[s].block_sha256[0], d.shards[s].sha256));
+        }
+        sl_manifest_free(&d);
+    }
+    sl_split_opts odd = {.block_bytes = 100000};
+    CHECK(sl_shard_split(model_p.s, tp("blk-odd").s, &odd, &err) != 0 && strstr(err.msg, "power of two"));
+    sl_split_opts tiny = {.block_bytes = 32768};
+    CHECK(sl_shard_split(model_p.s, tp("blk-odd").s, &tiny, &err) != 0 && strstr(err.msg, "power of two"));
+
+    /* the parser: both keys or neither, a power of two in range, one hash per block */
+    size_t len = 0;
+    char *text = test_read_file(tp("blk-a/manifest.json").s, &len);
+    CHECK(text != NULL);
+    if (!text) {
+        sl_manifest_free(&m);
+        return;
+    }
+    int big = 0;
+    for (int s = 0; s < m.n_shards; s++)
+        if (m.shards[s].n_blocks > m.shards[big].n_blocks) big = s;
+    char first_hash[80], two_hashes[160];
+    snprintf(first_hash, sizeof first_hash, "[\"%s\", ", m.shards[big].block_sha256[0]);
+    snprintf(two_hashes, sizeof two_hashes, "[\"%s\", \"%s\", ", m.shards[big].block_sha256[0],
+             m.shards[big].block_sha256[0]);
+    expect_parse_error(text, first_hash, "[", "make");                /* one hash missing */
+    expect_parse_error(text, first_hash, two_hashes, "make");         /* one too many */
+    expect_parse_error(text, "\"block_bytes\":\t65536", "\"block_bytes\":\t65537", "power of two");
+    expect_parse_error(text, "\"block_bytes\":\t65536", "\"block_bytes\":\t32768", "power of two");
+    expect_parse_error(text, "\"block_bytes\":\t65536", "\"block_bytes\":\t134217728", "power of two");
+    expect_parse_error(text, "\"block_bytes\":\t65536", "\"block_bytes\":\t-65536", "'block_bytes' must be an integer");
+    expect_parse_error(text, "\"block_bytes\":\t65536,", "", "'block_sha256' without 'block_bytes'");
+    expect_parse_error(text, "\"block_sha256\":", "\"block_sha\":", "unknown key 'block_sha'");
+    expect_parse_error(text, "\"block_sha256\":\t[\"", "\"block_sha256\":\t[\"X", "64 lowercase hex");
+    char list0[100], string0[100];
+    snprintf(list0, sizeof list0, "[\"%s\"]", m.shards[0].block_sha256[0]);
+    snprintf(string0, sizeof string0, "\"%s\"", m.shards[0].block_sha256[0]);
+    expect_parse_error(text, list0, "[1]", "'block_sha256'[0]");
+    expect_parse_error(text, list0, string0, "must be an array");
+
+    /* verify: a block hash that disagrees with intact files (the file hash still right) */
+    char wrong_block[80];
+    snprintf(wrong_block, sizeof wrong_block, "\"%s\"", m.shards[big].block_sha256[2]);
+    char fixed[80];
+    memcpy(fixed, wrong_block, strlen(wrong_block) + 1);
+    fixed[5] = fixed[5] == '0' ? '1' : '0';
+    char *bad = replace(text, wrong_block, fixed);
+    CHECK(bad && write_bytes(tp("blk-a/manifest.json").s, bad, strlen(bad)));
+    CHECK(sl_shard_verify(a_p.s, &err) != 0 && strstr(err.msg, m.shards[big].file) && strstr(err.msg, "block 3 of"));
+    free(bad);
+
+    /* an older manifest without block hashes: valid, and verify still checks the files */
+    char *old = malloc(len + 1);
+    size_t k = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
+        const char *q = line;
+        while (*q == '\t') q++;
+        if (strncmp(q, "\"block_", 7) != 0) {
+            memcpy(old + k, line, n);
+            k += n;
+        }
+        line += n;
+    }
+    old[k] = 0;
+    sl_manifest om;
+    CHECKF(sl_manifest_parse(old, k, &om, &err) == 0, "%s", err.msg);
+    if (om.n_shards > 0) {
+        CHECK(om.shards[big].block_bytes == 0 && om.shards[big].n_blocks == 0 && !om.shards[big].block_sha256);
+        char *json = NULL;
+        CHECK(sl_manifest_to_json(&om, &json, &err) == 0 && json && !strcmp(json, old));
+        free(json);
+        sl_manifest_free(&om);
+    }
+    CHECK(write_bytes(tp("blk-a/manifest.json").s, old, k));
+    CHECKF(sl_shard_verify(a_p.s, &err) == 0, "%s", err.msg);
+    free(old);
+    free(text);
+    sl_manifest_free(&m);
+}
+
 static void test_open_forms_and_errors(void) {
     sl_error err;
     tpath dir_p = tp("det-b"), forms_p[4] = {tp("det-b"), tp("det-b/"), tp("det-b/manifest.json"), tp("toy.gguf")};
@@ -710,6 +831,7 @@ int main(void) {
     RUN(test_deterministic_and_resplit);
     RUN(test_verify_catches_damage);
     RUN(test_manifest_errors);
+    RUN(test_block_hashes);
     RUN(test_open_forms_and_errors);
     RUN(test_cli);
     RUN(test_testdata);

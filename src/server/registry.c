@@ -196,8 +196,9 @@ static int describe_file(text_buf *t, const char *path, unsigned char *head, sl_
 /* The source key described at the top of this file. */
 static int source_key(const char *path, uint64_t max_shard_bytes, char key[65], sl_error *err) {
     text_buf t = {0};
-    tb_printf(&t, "stream-llm shard cache\nformat=%s\nmax_shard_bytes=%llu\n", SL_MANIFEST_FORMAT,
-              (unsigned long long)max_shard_bytes);
+    /* block_bytes: caches split before the manifests had block hashes are split again */
+    tb_printf(&t, "stream-llm shard cache\nformat=%s\nmax_shard_bytes=%llu\nblock_bytes=%llu\n", SL_MANIFEST_FORMAT,
+              (unsigned long long)max_shard_bytes, (unsigned long long)SL_SHARD_DEFAULT_BLOCK_BYTES);
     unsigned char *head = malloc(HEAD_HASH_BYTES);
     int rc = head ? 0 : sl_err(err, "out of memory");
     if (!rc && sl_shard_is_manifest_path(path)) {

@@ -29,6 +29,7 @@ void sl_manifest_free(sl_manifest *m) {
         sl_manifest_shard *sh = &m->shards[s];
         for (int64_t t = 0; t < sh->n_tensors; t++) free(sh->tensors[t].name);
         free(sh->tensors);
+        free(sh->block_sha256);
         free(sh->file);
         free(sh->url);
     }
@@ -209,8 +210,43 @@ static int parse_tensor(const cJSON *jt, sl_manifest_tensor *t, const jpath *at,
     return 0;
 }
 
+/* "block_bytes" and "block_sha256": both or neither; a power of two in
+ * range, and exactly one hash per block of the file. */
+static int parse_blocks(const cJSON *js, sl_manifest_shard *sh, const jpath *at, sl_error *err) {
+    const cJSON *list = get(js, "block_sha256");
+    bool have_size = get(js, "block_bytes") != NULL;
+    if (!have_size && !list) return 0;
+    if (!have_size) return fail_at(err, at, "'block_sha256' without 'block_bytes'");
+    if (!list) return fail_at(err, at, "'block_bytes' without 'block_sha256'");
+    if (get_uint(js, "block_bytes", false, &sh->block_bytes, at, err)) return -1;
+    uint64_t b = sh->block_bytes;
+    if (b < SL_SHARD_MIN_BLOCK_BYTES || b > SL_SHARD_MAX_BLOCK_BYTES || (b & (b - 1)) != 0)
+        return fail_at(err, at, "'block_bytes' must be a power of two from %llu to %llu, got %" PRIu64,
+                       (unsigned long long)SL_SHARD_MIN_BLOCK_BYTES,
+                       (unsigned long long)SL_SHARD_MAX_BLOCK_BYTES, b);
+    if (!cJSON_IsArray(list)) return fail_at(err, at, "'block_sha256' must be an array");
+    uint64_t want = sh->bytes / b + (sh->bytes % b != 0);
+    uint64_t got = (uint64_t)cJSON_GetArraySize(list);
+    if (got != want)
+        return fail_at(err, at, "'block_sha256' has %" PRIu64 " hashes, but %" PRIu64
+                       " bytes in blocks of %" PRIu64 " make %" PRIu64, got, sh->bytes, b, want);
+    if (want > 0) {
+        sh->block_sha256 = calloc((size_t)want, sizeof *sh->block_sha256);
+        if (!sh->block_sha256) return sl_err(err, "out of memory");
+    }
+    uint64_t i = 0;
+    for (const cJSON *e = list->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e) || !lower_hex64(e->valuestring))
+            return fail_at(err, at, "'block_sha256'[%" PRIu64 "] must be 64 lowercase hex digits", i);
+        memcpy(sh->block_sha256[i], e->valuestring, 65);
+    }
+    sh->n_blocks = want;
+    return 0;
+}
+
 static int parse_shard(const cJSON *js, sl_manifest_shard *sh, int index, sl_error *err) {
-    static const char *const keys[] = {"file", "url", "bytes", "sha256", "layers", "tensors", NULL};
+    static const char *const keys[] = {"file", "url", "bytes", "sha256", "block_bytes",
+                                       "block_sha256", "layers", "tensors", NULL};
     jpath at;
     snprintf(at.text, sizeof at.text, "shards[%d]", index);
     sh->layer_first = sh->layer_last = -1;
@@ -225,6 +261,7 @@ static int parse_shard(const cJSON *js, sl_manifest_shard *sh, int index, sl_err
     if (!cJSON_IsString(sha) || !lower_hex64(sha->valuestring))
         return fail_at(err, &at, "'sha256' must be 64 lowercase hex digits");
     memcpy(sh->sha256, sha->valuestring, 65);
+    if (parse_blocks(js, sh, &at, err)) return -1;
 
     const cJSON *layers = get(js, "layers");
     if (!layers) return fail_at(err, &at, "missing key 'layers'");
@@ -482,6 +519,16 @@ static bool build_shard(cJSON *arr, const sl_manifest_shard *sh) {
     bool ok = cJSON_AddStringToObject(js, "file", sh->file) &&
               (!sh->url || cJSON_AddStringToObject(js, "url", sh->url)) &&
               add_uint(js, "bytes", sh->bytes) && cJSON_AddStringToObject(js, "sha256", sh->sha256);
+    if (ok && sh->block_bytes > 0) {
+        cJSON *blocks = NULL;
+        ok = add_uint(js, "block_bytes", sh->block_bytes) &&
+             (blocks = cJSON_AddArrayToObject(js, "block_sha256")) != NULL;
+        for (uint64_t i = 0; ok && i < sh->n_blocks; i++) {
+            cJSON *h = cJSON_CreateString(sh->block_sha256[i]);
+            ok = h && cJSON_AddItemToArray(blocks, h);
+            if (!ok) cJSON_Delete(h);
+        }
+    }
     if (!ok) return false;
     if (sh->layer_first < 0) {
         ok = cJSON_AddNullToObject(js, "layers") != NULL;

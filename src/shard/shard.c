@@ -34,14 +34,49 @@ int sl_sha256_hex(const void *data, size_t len, char hex[65], sl_error *err) {
     return 0;
 }
 
-/* Hashes an open file from its start; when size is not NULL it receives the
- * number of bytes read. */
-static int sha256_fd(int fd, const char *path, char hex[65], uint64_t *size, sl_error *err) {
+/* What hash_fd computes: the whole file's SHA-256, its size, and (when asked
+ * for) the SHA-256 of each block of block_bytes (the last one shorter). */
+typedef struct file_hashes {
+    char whole[65];
+    uint64_t size;
+    uint64_t block_bytes; /* 0: no block hashes */
+    char (*blocks)[65];   /* malloc'd, n_blocks of them */
+    uint64_t n_blocks;
+} file_hashes;
+
+static bool digest_hex(EVP_MD_CTX *ctx, char hex[65]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_DigestFinal_ex(ctx, md, &md_len) || md_len != 32) return false;
+    to_hex(md, hex);
+    return true;
+}
+
+/* Appends the finished block hash to fh->blocks (grown by doubling). */
+static bool push_block(file_hashes *fh, EVP_MD_CTX *ctx, uint64_t *cap) {
+    if (fh->n_blocks == *cap) {
+        uint64_t grown_cap = *cap ? *cap * 2 : 16;
+        char(*grown)[65] = realloc(fh->blocks, (size_t)grown_cap * sizeof *grown);
+        if (!grown) return false;
+        fh->blocks = grown;
+        *cap = grown_cap;
+    }
+    return digest_hex(ctx, fh->blocks[fh->n_blocks++]) && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+}
+
+/* Hashes an open file from its start into fh (fh->block_bytes set by the
+ * caller: 0 for the whole-file hash only). One pass over the bytes. */
+static int hash_fd(int fd, const char *path, file_hashes *fh, sl_error *err) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *block_ctx = fh->block_bytes ? EVP_MD_CTX_new() : NULL;
     unsigned char *buf = malloc(1 << 20);
     int rc = -1;
-    uint64_t total = 0;
-    if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+    uint64_t in_block = 0, cap = 0;
+    fh->size = 0;
+    fh->blocks = NULL;
+    fh->n_blocks = 0;
+    if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+        (fh->block_bytes && (!block_ctx || !EVP_DigestInit_ex(block_ctx, EVP_sha256(), NULL)))) {
         sl_err(err, "out of memory hashing %s", path);
         goto done;
     }
@@ -53,25 +88,50 @@ static int sha256_fd(int fd, const char *path, char hex[65], uint64_t *size, sl_
             goto done;
         }
         if (got == 0) break;
-        if (!EVP_DigestUpdate(ctx, buf, (size_t)got)) {
+        bool ok = EVP_DigestUpdate(ctx, buf, (size_t)got);
+        /* the same bytes, cut at block boundaries */
+        for (size_t at = 0; ok && block_ctx && at < (size_t)got;) {
+            uint64_t room = fh->block_bytes - in_block;
+            size_t n = (uint64_t)got - at < room ? (size_t)got - at : (size_t)room;
+            ok = EVP_DigestUpdate(block_ctx, buf + at, n);
+            at += n;
+            in_block += n;
+            if (ok && in_block == fh->block_bytes) {
+                ok = push_block(fh, block_ctx, &cap);
+                in_block = 0;
+            }
+        }
+        if (!ok) {
             sl_err(err, "SHA-256 of %s failed", path);
             goto done;
         }
-        total += (uint64_t)got;
+        fh->size += (uint64_t)got;
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (!EVP_DigestFinal_ex(ctx, md, &md_len) || md_len != 32) {
+    if (!digest_hex(ctx, fh->whole) || (block_ctx && in_block > 0 && !push_block(fh, block_ctx, &cap))) {
         sl_err(err, "SHA-256 of %s failed", path);
         goto done;
     }
-    to_hex(md, hex);
-    if (size) *size = total;
     rc = 0;
 done:
+    if (rc) {
+        free(fh->blocks);
+        fh->blocks = NULL;
+        fh->n_blocks = 0;
+    }
     EVP_MD_CTX_free(ctx);
+    EVP_MD_CTX_free(block_ctx);
     free(buf);
     return rc;
+}
+
+/* Hashes an open file from its start; when size is not NULL it receives the
+ * number of bytes read. */
+static int sha256_fd(int fd, const char *path, char hex[65], uint64_t *size, sl_error *err) {
+    file_hashes fh = {.block_bytes = 0};
+    if (hash_fd(fd, path, &fh, err)) return -1;
+    memcpy(hex, fh.whole, 65);
+    if (size) *size = fh.size;
+    return 0;
 }
 
 int sl_sha256_file(const char *path, char hex[65], sl_error *err) {
@@ -224,20 +284,30 @@ int sl_shard_verify(const char *dir_or_manifest, sl_error *err) {
             free(path);
             goto done;
         }
-        char hex[65];
-        uint64_t got = 0;
+        file_hashes fh = {.block_bytes = sh->block_bytes};
         int bad = 0;
         if ((uint64_t)st.st_size != sh->bytes) {
             bad = sl_err(err, "%s: %" PRIu64 " bytes, the manifest says %" PRIu64, path,
                          (uint64_t)st.st_size, sh->bytes);
-        } else if (sha256_fd(fd, path, hex, &got, err)) {
+        } else if (hash_fd(fd, path, &fh, err)) {
             bad = -1;
-        } else if (got != sh->bytes) {
+        } else if (fh.size != sh->bytes) {
             bad = sl_err(err, "%s: changed while being read", path);
-        } else if (strcmp(hex, sh->sha256) != 0) {
-            bad = sl_err(err, "%s: SHA-256 mismatch (file %.16s..., manifest %.16s...)", path, hex,
-                         sh->sha256);
+        } else if (strcmp(fh.whole, sh->sha256) != 0) {
+            bad = sl_err(err, "%s: SHA-256 mismatch (file %.16s..., manifest %.16s...)", path,
+                         fh.whole, sh->sha256);
+        } else if (fh.n_blocks != sh->n_blocks) {
+            bad = sl_err(err, "%s: %" PRIu64 " blocks, the manifest lists %" PRIu64, path,
+                         fh.n_blocks, sh->n_blocks);
+        } else {
+            for (uint64_t b = 0; b < fh.n_blocks && !bad; b++)
+                if (strcmp(fh.blocks[b], sh->block_sha256[b]) != 0)
+                    bad = sl_err(err, "%s: block %" PRIu64 " of %" PRIu64 " (bytes from %" PRIu64
+                                 "): SHA-256 mismatch (file %.16s..., manifest %.16s...)",
+                                 path, b + 1, fh.n_blocks, b * sh->block_bytes, fh.blocks[b],
+                                 sh->block_sha256[b]);
         }
+        free(fh.blocks);
         close(fd);
         free(path);
         if (bad) goto done;
@@ -304,6 +374,9 @@ typedef struct split_state {
     char **tmp_paths;           /* written temporaries, removed on failure */
     char (*sha)[65];
     uint64_t *file_bytes;
+    uint64_t block_bytes;
+    char (**block_sha)[65];     /* per shard: its block hashes */
+    uint64_t *n_blocks;
     bool progress;
     uint64_t bytes_done, bytes_total;
 } split_state;
@@ -473,7 +546,14 @@ static int write_shard(split_state *st, int k, sl_error *err) {
     if (rc) return -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return sl_err(err, "cannot reopen %s: %s", path, strerror(errno));
-    rc = sha256_fd(fd, path, st->sha[k], &st->file_bytes[k], err);
+    file_hashes fh = {.block_bytes = st->block_bytes};
+    rc = hash_fd(fd, path, &fh, err);
+    if (rc == 0) {
+        memcpy(st->sha[k], fh.whole, 65);
+        st->file_bytes[k] = fh.size;
+        st->block_sha[k] = fh.blocks;
+        st->n_blocks[k] = fh.n_blocks;
+    }
     if (rc == 0 && fsync(fd) != 0) rc = sl_err(err, "cannot sync %s: %s", path, strerror(errno));
     close(fd);
     return rc;
@@ -614,6 +694,10 @@ static int describe_shards(const split_state *st, const char *prefix, const char
         if (!sh->file || (base_url && !sh->url) || !sh->tensors) return sl_err(err, "out of memory");
         sh->bytes = st->file_bytes[k];
         memcpy(sh->sha256, st->sha[k], 65);
+        sh->block_bytes = st->block_bytes;
+        sh->n_blocks = st->n_blocks[k];
+        sh->block_sha256 = st->block_sha[k]; /* the manifest owns them now */
+        st->block_sha[k] = NULL;
         sh->layer_first = ps->layer_first;
         sh->layer_last = ps->layer_last;
         /* The writer lays the data out at the end of the file, each tensor
@@ -704,6 +788,7 @@ int sl_shard_split(const char *model_path, const char *out_dir, const sl_split_o
     st.out_dir = out_dir;
     st.cap = opts && opts->max_shard_bytes ? opts->max_shard_bytes : SL_SHARD_DEFAULT_MAX_BYTES;
     st.progress = opts && opts->progress;
+    st.block_bytes = opts && opts->block_bytes ? opts->block_bytes : SL_SHARD_DEFAULT_BLOCK_BYTES;
     const char *base_url = opts ? opts->base_url : NULL;
     bool manifest_input = sl_shard_is_manifest_path(model_path);
     sl_manifest m = {0}, old = {0};
@@ -724,11 +809,18 @@ int sl_shard_split(const char *model_path, const char *out_dir, const sl_split_o
         sl_err(err, "%s is not a directory", out_dir);
         goto done;
     }
+    if (st.block_bytes < SL_SHARD_MIN_BLOCK_BYTES || st.block_bytes > SL_SHARD_MAX_BLOCK_BYTES ||
+        (st.block_bytes & (st.block_bytes - 1)) != 0) {
+        sl_err(err, "block size %" PRIu64 " is not a power of two from 64 KiB to 64 MiB", st.block_bytes);
+        goto done;
+    }
     if (order_tensors(&st, err) || plan_shards(&st, err)) goto done;
     st.tmp_paths = calloc((size_t)st.n_shards, sizeof *st.tmp_paths);
     st.sha = calloc((size_t)st.n_shards, sizeof *st.sha);
     st.file_bytes = calloc((size_t)st.n_shards, sizeof *st.file_bytes);
-    if (!st.tmp_paths || !st.sha || !st.file_bytes) {
+    st.block_sha = calloc((size_t)st.n_shards, sizeof *st.block_sha);
+    st.n_blocks = calloc((size_t)st.n_shards, sizeof *st.n_blocks);
+    if (!st.tmp_paths || !st.sha || !st.file_bytes || !st.block_sha || !st.n_blocks) {
         sl_err(err, "out of memory");
         goto done;
     }
@@ -797,6 +889,9 @@ done:
     free(st.tmp_paths);
     free(st.sha);
     free(st.file_bytes);
+    for (int k = 0; st.block_sha && k < st.n_shards; k++) free(st.block_sha[k]);
+    free(st.block_sha);
+    free(st.n_blocks);
     free(st.shards);
     free(st.tensors);
     free(stem);

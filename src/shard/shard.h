@@ -31,12 +31,19 @@
 #include "gguf/gguf.h"
 
 #define SL_SHARD_DEFAULT_MAX_BYTES (64ull << 20)
+/* Each shard is also hashed in blocks of this many bytes (the last one
+ * shorter), so that a downloader can trust, store and refetch a shard block
+ * by block. A power of two in [MIN, MAX]. */
+#define SL_SHARD_DEFAULT_BLOCK_BYTES (4ull << 20)
+#define SL_SHARD_MIN_BLOCK_BYTES (64ull << 10)
+#define SL_SHARD_MAX_BLOCK_BYTES (64ull << 20)
 #define SL_MANIFEST_FORMAT "stream-llm/1"
 #define SL_MANIFEST_NAME "manifest.json"
 
 typedef struct sl_split_opts {
     uint64_t max_shard_bytes; /* 0: SL_SHARD_DEFAULT_MAX_BYTES */
     const char *base_url;     /* when set, each shard gets "url": base_url + file */
+    uint64_t block_bytes;     /* 0: SL_SHARD_DEFAULT_BLOCK_BYTES */
     bool progress;            /* progress bar on stderr */
 } sl_split_opts;
 
@@ -48,9 +55,10 @@ typedef struct sl_split_opts {
  * names are removed after the new manifest is in place. */
 int sl_shard_split(const char *model_path, const char *out_dir, const sl_split_opts *opts, sl_error *err);
 
-/* Rechecks every shard's size and SHA-256 against the manifest (dir or path
- * of manifest.json), then that the files' GGUF structure matches it. On
- * failure err names the first bad file. */
+/* Rechecks every shard's size and SHA-256 (and its block SHA-256s, when the
+ * manifest has them) against the manifest (dir or path of manifest.json),
+ * then that the files' GGUF structure matches it. On failure err names the
+ * first bad file (and block). */
 int sl_shard_verify(const char *dir_or_manifest, sl_error *err);
 
 /* True when path is a shard directory or a manifest.json. */
@@ -85,7 +93,13 @@ typedef struct sl_manifest_shard {
     char *file;                  /* a plain file name (no '/', no leading '.'), relative to the manifest */
     char *url;                   /* NULL when absent */
     uint64_t bytes;              /* file size */
-    char sha256[65];             /* lowercase hex */
+    char sha256[65];             /* lowercase hex; of the whole file (names it, keys caches) */
+    /* "block_bytes" and "block_sha256" (optional, both or neither): the file
+     * cut into blocks of block_bytes (the last one shorter), the SHA-256 of
+     * each. block_bytes is 0 when absent. */
+    uint64_t block_bytes;
+    uint64_t n_blocks;           /* ceil(bytes / block_bytes) */
+    char (*block_sha256)[65];
     int32_t layer_first, layer_last; /* "layers": [first, last]; -1, -1 when null */
     sl_manifest_tensor *tensors;
     int64_t n_tensors;
@@ -116,7 +130,9 @@ typedef struct sl_manifest {
  * its type, no unknown keys (except inside "model" and "plan", which are open
  * for extension), "format" == SL_MANIFEST_FORMAT, integers exact and within
  * 2^53, file names plain and unique, tensor names unique, tensors inside their
- * shard and of the size their type and shape give. On error *m is left empty
+ * shard and of the size their type and shape give; block hashes, when present,
+ * one per block_bytes (a power of two in [SL_SHARD_MIN_BLOCK_BYTES,
+ * SL_SHARD_MAX_BLOCK_BYTES]) of the file. On error *m is left empty
  * (safe to free). */
 int sl_manifest_parse(const char *text, size_t len, sl_manifest *m, sl_error *err);
 /* Reads dir/manifest.json (or the manifest path itself) and parses it. When

@@ -34,7 +34,7 @@ async function until(cond, what, timeoutMs = 60000) {
 test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (OPFS, Cache API)', { timeout: 240000 }, async (t) => {
   const chromium = await browserReady(t, 'faults_browser');
   if (!chromium) return;
-  const { model, shards, manifest } = splitStories(t, 'sl-faults-browser-');
+  const { model, shards, manifest } = splitStories(t, 'sl-faults-browser-', { blockBytes: 65536 });
   const total = manifest.shards.reduce((n, s) => n + s.bytes, 0);
   const big = manifest.shards.reduce((a, b) => (b.bytes > a.bytes ? b : a));
 

@@ -2,22 +2,24 @@
 // weights_bench.mjs - load throughput of the StreamWeightManager against the
 // raw throughput of the same server on loopback (curl of all shards).
 //
-//   node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [--tmp DIR]
+//   node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [--tmp DIR]
 //
 // MODEL (a .gguf or a shard directory) is served by `build/streamllm serve`
-// on 127.0.0.1; each round measures, in this order:
+// on 127.0.0.1 (which splits it with block hashes); each round measures, in
+// this order:
 //   curl-seq     curl of every shard, one after the other, to /dev/null
 //   curl-par     the same, CONCURRENCY at a time (curl --parallel)
 //   curl-files   curl of every shard into files (what a download that keeps the bytes costs)
-//   wm-nostore   the manager, no cache, a sink that drops the bytes (fetch + SHA-256 +
-//                chunking), hash workers as by default (cores - 2)
-//   wm-workers   the same with SHA-256 in 4 hash workers
-//   wm-store     the manager into an empty directory cache (fetch + SHA-256 + writes)
+//   wm-nostore   the manager, no cache, a sink that drops the bytes (fetch + SHA-256 per
+//                block + chunking) in its download Workers (-w, default min(CONCURRENCY, cores - 1))
+//   wm-inthread  the same with the downloads on the manager's thread (downloadWorkers: 0)
+//   wm-store     the manager into an empty directory cache (fetch + SHA-256 + writes), Workers
 //   wm-cached    the manager again, everything from the cache
-// and prints the median GB/s of each and the manager's ratios to curl.
+// and prints the median GB/s of each and the manager's ratios to curl, with
+// the machine's cores and load average (the figures depend on both).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, availableParallelism, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StreamWeightManager, openStore } from '../../web/engine/weights.mjs';
@@ -30,10 +32,12 @@ const opt = (name, def) => {
 };
 const runs = Number(opt('-r', 3));
 const conc = Number(opt('-c', 4));
+const workersOpt = opt('-w', null);
+const workers = workersOpt === null ? null : Number(workersOpt);
 const tmpBase = opt('--tmp', tmpdir());
 const model = args[0];
 if (!model) {
-  process.stderr.write('usage: node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [--tmp DIR]\n');
+  process.stderr.write('usage: node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [--tmp DIR]\n');
   process.exit(2);
 }
 const tmp = mkdtempSync(path.join(tmpBase, 'sl-wbench-'));
@@ -62,21 +66,33 @@ const urls = manifest.shards.map((s) => new URL(s.url, base).href);
 const total = manifest.shards.reduce((n, s) => n + s.bytes, 0);
 process.stderr.write(`${manifest.shards.length} shards, ${(total / 1e9).toFixed(3)} GB, concurrency ${conc}, ${runs} runs\n`);
 
-const time = async (f) => {
+// seconds of wall time; for the manager also the CPU time of this process
+// (all its threads: the manager's, the download Workers', libuv's) and the
+// share of the wall time the manager's thread was busy
+const cost = {};
+const time = async (name, f) => {
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   await f();
-  return (performance.now() - t0) / 1000;
+  const s = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  (cost[name] ??= []).push({ cpu: (cpu.user + cpu.system) / 1e6, busy: performance.eventLoopUtilization(elu0).utilization });
+  return s;
 };
 const curl = (list) => {
   const r = spawnSync('curl', ['-s', '--no-progress-meter', '--fail', ...list], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status !== 0) throw new Error(`curl failed (${r.status})`);
 };
 const sink = { header: () => 0, tensor: () => {} };
-const wm = async (store, hashWorkers = null) => {
-  const w = new StreamWeightManager({ url, store, concurrency: conc, hashWorkers });
+let usedWorkers = null;
+const wm = async (store, downloadWorkers = workers) => {
+  const w = new StreamWeightManager({ url, store, concurrency: conc, downloadWorkers });
   await w.load(sink);
   if (w.counters.networkBytes !== (store && store.cached ? 0 : total)) throw new Error(`unexpected network bytes ${w.counters.networkBytes}`);
+  if (downloadWorkers !== 0 && !(store && store.cached)) usedWorkers = w.counters.downloadWorkers;
 };
+const load0 = loadavg();
 
 const results = {};
 for (let r = 0; r < runs; r++) {
@@ -88,21 +104,27 @@ for (let r = 0; r < runs; r++) {
     'curl-par': () => curl(['--parallel', '--parallel-max', String(conc), ...urls.flatMap((u) => ['-o', '/dev/null', u])]),
     'curl-files': () => curl(['--parallel', '--parallel-max', String(conc), ...urls.flatMap((u, i) => ['-o', path.join(files, String(i)), u])]),
     'wm-nostore': () => wm(null),
-    'wm-workers': () => wm(null, 4),
+    'wm-inthread': () => wm(null, 0),
     'wm-store': async () => wm(await openStore({ dir: cacheDir })),
     'wm-cached': async () => wm(Object.assign(await openStore({ dir: cacheDir }), { cached: true })),
   };
-  for (const [name, f] of Object.entries(m)) (results[name] ??= []).push(await time(f));
+  for (const [name, f] of Object.entries(m)) (results[name] ??= []).push(await time(name, f));
   rmSync(files, { recursive: true, force: true });
   rmSync(cacheDir, { recursive: true, force: true });
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const gbps = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, total / median(v) / 1e9]));
-console.log('| test | median s | GB/s |');
-console.log('|---|---|---|');
-for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${median(v).toFixed(3)} | ${gbps[k].toFixed(2)} |`);
-console.log(`\nwm-nostore / curl-par: ${(100 * gbps['wm-nostore'] / gbps['curl-par']).toFixed(0)}%  ` +
-  `wm-nostore / curl-seq: ${(100 * gbps['wm-nostore'] / gbps['curl-seq']).toFixed(0)}%  ` +
-  `wm-store / curl-files: ${(100 * gbps['wm-store'] / gbps['curl-files']).toFixed(0)}%`);
+console.log('| test | median s | GB/s | manager CPU s/GB | manager thread busy |');
+console.log('|---|---|---|---|---|');
+for (const [k, v] of Object.entries(results)) {
+  const c = k.startsWith('wm-') ? cost[k] : null;
+  const extra = c ? `| ${(median(c.map((x) => x.cpu)) / (total / 1e9)).toFixed(2)} | ${(100 * median(c.map((x) => x.busy))).toFixed(0)}% |` : '| | |';
+  console.log(`| ${k} | ${median(v).toFixed(3)} | ${gbps[k].toFixed(2)} ${extra}`);
+}
+const pct = (a, b) => `${(100 * gbps[a] / gbps[b]).toFixed(0)}%`;
+console.log(`\nwm-nostore / curl-par: ${pct('wm-nostore', 'curl-par')}  wm-nostore / curl-seq: ${pct('wm-nostore', 'curl-seq')}  ` +
+  `wm-inthread / curl-par: ${pct('wm-inthread', 'curl-par')}  wm-store / curl-files: ${pct('wm-store', 'curl-files')}`);
+console.log(`${availableParallelism()} cores, ${usedWorkers} download workers, concurrency ${conc}, node ${process.version}; ` +
+  `load average ${load0.map((x) => x.toFixed(2)).join(' ')} before, ${loadavg().map((x) => x.toFixed(2)).join(' ')} after`);
 process.exit(0); // the server child would keep this process alive

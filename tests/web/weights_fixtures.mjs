@@ -35,11 +35,20 @@ function fill(buf, seed) {
 
 export const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
+// The SHA-256 of each blockBytes block of data (the last one shorter), as
+// `streamllm split` lists them.
+export function blockHashes(data, blockBytes) {
+  const out = [];
+  for (let at = 0; at < data.length; at += blockBytes) out.push(sha256(data.subarray(at, at + blockBytes)));
+  return out;
+}
+
 // Writes a made-up model into dir: shards of the given sizes, each a
 // `header` bytes prefix then tensors of `perShard` equal parts (32-byte
-// gaps between them), plus manifest.json. Returns { manifest, shards:
-// [{ file, data }], tensors: Map name -> { file, offset, bytes } }.
-export function makeModel(dir, { sizes = [4096, 300000, 500000, 200000], header = 256, perShard = 3, seed = 1, name = 'fake' } = {}) {
+// gaps between them), plus manifest.json (with block hashes when
+// blockBytes is set). Returns { manifest, shards: [{ file, data }],
+// tensors: Map name -> { file, offset, bytes } }.
+export function makeModel(dir, { sizes = [4096, 300000, 500000, 200000], header = 256, perShard = 3, seed = 1, name = 'fake', blockBytes = null } = {}) {
   mkdirSync(dir, { recursive: true });
   const shards = [];
   const tensors = new Map();
@@ -56,7 +65,8 @@ export function makeModel(dir, { sizes = [4096, 300000, 500000, 200000], header 
       ts.push(t);
       tensors.set(t.name, { file: k, offset: t.offset, bytes: t.bytes });
     }
-    return { file, bytes: size, sha256: sha256(data), layers: [k, k], tensors: ts };
+    const blocks = blockBytes ? { block_bytes: blockBytes, block_sha256: blockHashes(data, blockBytes) } : {};
+    return { file, bytes: size, sha256: sha256(data), ...blocks, layers: [k, k], tensors: ts };
   });
   const manifest = { format: 'stream-llm/1', model: { name, arch: 'llama' }, plan: { bytes: 0 }, shards: mshards };
   writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
@@ -75,6 +85,7 @@ export function changeShard(model, dir, k) {
     writeFileSync(path.join(dir, file), data);
     manifest.shards[i].file = file;
     manifest.shards[i].sha256 = sha256(data);
+    if (manifest.shards[i].block_bytes) manifest.shards[i].block_sha256 = blockHashes(data, manifest.shards[i].block_bytes);
     return { file, data };
   });
   writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
@@ -167,11 +178,22 @@ export async function browserReady(t, name) {
 }
 
 // stories260K split into small shards in a temporary folder:
-// { tmp, model, shards (the folder), manifest }.
-export function splitStories(t, prefix) {
+// { tmp, model, shards (the folder), manifest }. blockBytes: the manifest's
+// block hashes redone for blocks of that size (split's 4 MiB blocks hold
+// each of these shards whole: a download cannot stop inside one).
+export function splitStories(t, prefix, { blockBytes = null } = {}) {
   const tmp = tempDir(t, prefix);
   const model = path.join(TESTDATA, 'models/stories260K.gguf');
   const shards = path.join(tmp, 'shards');
   streamllm(['split', model, shards, '--max-shard-size', '256K']);
-  return { tmp, model, shards, manifest: readJson(path.join(shards, 'manifest.json')) };
+  const file = path.join(shards, 'manifest.json');
+  const manifest = readJson(file);
+  if (blockBytes) {
+    for (const s of manifest.shards) {
+      s.block_bytes = blockBytes;
+      s.block_sha256 = blockHashes(readFileSync(path.join(shards, s.file)), blockBytes);
+    }
+    writeFileSync(file, JSON.stringify(manifest, null, 1));
+  }
+  return { tmp, model, shards, manifest };
 }

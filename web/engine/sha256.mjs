@@ -1,7 +1,9 @@
 // sha256.mjs - incremental SHA-256 (FIPS 180-4) for hashing a shard while it
-// streams in. SubtleCrypto only digests a whole buffer at once, which would
-// mean holding a whole shard in memory; this one takes the bytes in any
-// pieces. In Node, newSha256() uses node:crypto's native hash instead (same
+// streams in, for shards whose manifest has no block hashes (older
+// manifests, plain .gguf URLs; shards with block hashes are checked block by
+// block with SubtleCrypto, see download.mjs). SubtleCrypto only digests a
+// whole buffer at once, which would mean holding a whole shard in memory;
+// this one takes the bytes in any pieces. In Node, newSha256() uses node:crypto's native hash instead (same
 // results, several times faster); the JS one is what browsers run.
 
 const K = new Int32Array([
@@ -167,80 +169,34 @@ export async function newSha256({ js = false } = {}) {
 // few SharedArrayBuffer slots per hash; each hash is bound to one worker,
 // so its bytes are hashed in order.
 
-const isNode = () => !!globalThis.process?.versions?.node && typeof globalThis.WorkerGlobalScope === 'undefined';
-
-// A worker and its replies: resolves once it is ready, rejects when it
-// cannot start (then the caller hashes inline).
-async function spawnWorker(url) {
-  const pending = new Map();
-  let ready;
-  const started = new Promise((resolve, reject) => { ready = { resolve, reject }; });
-  const fail = (e) => {
-    const err = e instanceof Error ? e : new Error(`hash worker: ${e?.message ?? e}`);
-    ready.reject(err);
-    for (const p of pending.values()) p.reject(err);
-    pending.clear();
-  };
-  const onReply = (m) => {
-    if (m.ready) return ready.resolve();
-    const p = pending.get(m.seq);
-    if (!p) return;
-    pending.delete(m.seq);
-    if (m.error) p.reject(new Error(`hash worker: ${m.error}`));
-    else p.resolve(m);
-  };
-  let handle;
-  if (isNode()) {
-    const { Worker } = await import('node:worker_threads');
-    // not the parent's --input-type, --eval ...: the worker is a module file
-    const execArgv = process.execArgv.filter((a) => !/^--(input-type|eval|print)\b|^-[ep]$/.test(a));
-    const w = new Worker(url, { execArgv });
-    w.on('message', (m) => {
-      onReply(m);
-      if (pending.size === 0) w.unref(); // an idle pool does not keep Node running
-    });
-    w.on('error', fail);
-    handle = {
-      pending,
-      post(m) {
-        w.ref();
-        w.postMessage(m);
-      },
-      terminate: () => w.terminate(),
-    };
-  } else {
-    const w = new Worker(url, { type: 'module' });
-    w.onmessage = ({ data }) => onReply(data);
-    w.onerror = (e) => {
-      e.preventDefault?.();
-      fail(e);
-    };
-    handle = { pending, post: (m) => w.postMessage(m), terminate: () => w.terminate() };
-  }
-  const timer = setTimeout(() => fail(new Error('hash worker did not start')), 10000);
-  try {
-    await started;
-  } catch (e) {
-    handle.terminate();
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
-  return handle;
-}
-
 export class HashPool {
   // n workers, or null where Workers or shareable memory are missing (a
   // page that is not cross-origin isolated): then hash inline.
   static async create(n) {
     if (!(n >= 1) || typeof SharedArrayBuffer === 'undefined' || globalThis.crossOriginIsolated === false) return null;
+    const { spawnWorker, isNode } = await import('./download.mjs'); // (a static import would be a cycle)
     if (!isNode() && typeof Worker === 'undefined') return null;
     const url = new URL('./sha256-worker.mjs', import.meta.url);
     const workers = [];
     try {
-      for (let i = 0; i < n; i++) workers.push(await spawnWorker(url));
+      for (let i = 0; i < n; i++) {
+        const w = { pending: new Map(), handle: null };
+        const fail = (e) => {
+          for (const p of w.pending.values()) p.reject(e);
+          w.pending.clear();
+        };
+        w.handle = await spawnWorker(url, (m) => {
+          const p = w.pending.get(m.seq);
+          if (!p) return;
+          w.pending.delete(m.seq);
+          if (w.pending.size === 0) w.handle.busy(false); // an idle pool does not keep Node running
+          if (m.error) p.reject(new Error(`hash worker: ${m.error}`));
+          else p.resolve(m);
+        }, (e) => fail(new Error(`hash worker: ${e.message}`)));
+        workers.push(w);
+      }
     } catch {
-      for (const w of workers) w.terminate();
+      for (const w of workers) w.handle.terminate();
       return null;
     }
     return new HashPool(workers);
@@ -257,7 +213,8 @@ export class HashPool {
     msg.seq = ++this.seq;
     return new Promise((resolve, reject) => {
       w.pending.set(msg.seq, { resolve, reject });
-      w.post(msg);
+      w.handle.busy(true);
+      w.handle.post(msg);
     });
   }
 
@@ -314,7 +271,7 @@ export class HashPool {
   }
 
   close() {
-    for (const w of this.workers) w.terminate();
+    for (const w of this.workers) w.handle.terminate();
     this.workers = [];
   }
 }

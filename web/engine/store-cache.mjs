@@ -20,10 +20,13 @@ export class CacheStore {
   static async open(name = 'stream-llm', { segmentBytes = SEGMENT } = {}) {
     const store = new CacheStore();
     store.kind = 'cache';
+    store.name = name;
     store.cache = await caches.open(name);
     store.segmentBytes = segmentBytes;
     return store;
   }
+
+  workerSpec() { return { kind: 'cache', name: this.name, segmentBytes: this.segmentBytes }; }
 
   #url(kind, key, i = null) { return `${BASE}${kind}/${key}${i === null ? '' : `/${i}`}`; }
 
@@ -146,11 +149,37 @@ export class CacheStore {
           if (seg.bytes === store.segmentBytes) await endSegment();
         }
       },
+      // Keeps the first n bytes: the segments below n, the one holding n cut
+      // short (written again from its own Blob, which is on disk).
       async truncate(n) {
-        if (n !== 0) throw new Error('CacheStore: truncate only to 0');
-        await this.discard();
-        lengths = [];
-        committed = 0;
+        if (n === 0) {
+          await this.discard();
+          lengths = [];
+          committed = 0;
+          reader = store.#rangeReader(key, lengths);
+          return;
+        }
+        await endSegment();
+        if (n >= committed) return;
+        let i = 0;
+        let at = 0;
+        while (at + lengths[i] <= n) at += lengths[i++];
+        // the lengths from segment i on go first: a crash leaves a shorter
+        // partial download, never a length that disagrees with its segment
+        for (let j = i; j < lengths.length; j++) await store.cache.delete(store.#url('len', key, j));
+        for (let j = i + 1; j < lengths.length; j++) await store.cache.delete(store.#url('seg', key, j));
+        const kept = lengths.slice(0, i);
+        if (n > at) {
+          const r = await store.cache.match(store.#url('seg', key, i));
+          const head = (await r.blob()).slice(0, n - at);
+          await store.cache.put(store.#url('seg', key, i), new Response(head));
+          await store.cache.put(store.#url('len', key, i), new Response(String(n - at)));
+          kept.push(n - at);
+        } else {
+          await store.cache.delete(store.#url('seg', key, i));
+        }
+        lengths = kept;
+        committed = n;
         reader = store.#rangeReader(key, lengths);
       },
       async commit() {

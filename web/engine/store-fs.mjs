@@ -30,6 +30,9 @@ export class FsStore {
     this.ready = null;
   }
 
+  // What opens this store again in a Worker (openStore() arguments).
+  workerSpec() { return { kind: 'fs', dir: this.dir, durable: this.durable, quota: this.quota }; }
+
   async #init() {
     this.ready ??= Promise.all([fs.mkdir(this.blobDir, { recursive: true }), fs.mkdir(this.modelDir, { recursive: true })]);
     await this.ready;

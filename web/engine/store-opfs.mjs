@@ -21,6 +21,8 @@
 //   delete(key), blobs() -> [{ key, bytes, complete }]
 //   getRecord(id), putRecord(id, obj), deleteRecord(id), records()
 //   estimate() -> { usage, quota } | null, persist() -> bool
+//   workerSpec() -> the openStore() arguments that open the same store in a
+//                   Worker (the download Workers write shards there), or null
 
 import { storeRecordName } from './store-common.mjs';
 
@@ -42,6 +44,8 @@ export class OpfsStore {
       && typeof FileSystemFileHandle.prototype.createSyncAccessHandle === 'function' && typeof window === 'undefined';
     return store;
   }
+
+  workerSpec() { return { kind: 'opfs', name: this.name }; }
 
   async #handle(name, create = false) {
     try {

@@ -1,10 +1,11 @@
 // weights.mjs - the StreamWeightManager: fetches a model's shards (manifest.json
 // made by `streamllm split`, served by `streamllm serve` or any static host)
-// or a plain .gguf URL, in parallel and resumably, verifies each shard's
-// SHA-256, keeps it in a persistent cache (OPFS / Cache API / a directory in
-// Node), and streams the bytes into the engine in bounded chunks: the whole
-// model is never held in memory. Plain ES module: runs in a browser Worker, a
-// page, and Node.
+// or a plain .gguf URL, in parallel and resumably, verifies each shard
+// (the SHA-256 of each of its blocks, or of the whole file), keeps it in a
+// persistent cache (OPFS / Cache API / a directory in Node), and streams the
+// bytes into the engine in bounded chunks: the whole model is never held in
+// memory. The downloads run in Workers (download.mjs) where there are some.
+// Plain ES module: runs in a browser Worker, a page, and Node.
 //
 // ---- interface -------------------------------------------------------------
 //
@@ -21,8 +22,12 @@
 //     onProgress,       // (p) => {}, see below
 //     modelId,          // key of the model in the cache (default: url)
 //     chunkBytes,       // bytes per chunk handed to the sink / the store (256 KiB)
-//     hashWorkers,      // Workers that compute SHA-256 off this thread (default: cores
-//                       // - 2, at most concurrency; 0, or no SharedArrayBuffer: here)
+//     downloadWorkers,  // Workers that download, verify and store shards with block
+//                       // hashes (default: cores - 1, at most concurrency; 0, a fetch
+//                       // function, or a store without workerSpec(): on this thread)
+//     hashWorkers,      // shards without block hashes: Workers that compute their
+//                       // SHA-256 off this thread (default: cores - 2, at most
+//                       // concurrency; 0, or no SharedArrayBuffer: here)
 //     stallMs, backoffMs, maxBackoffMs, integrityAttempts (3), verifyCached, gc,
 //     sha256,           // plain .gguf: the file's known SHA-256 (else an ETag that is one)
 //   });
@@ -50,8 +55,9 @@
 //                       aligned, at 4-byte multiples inside the tensor), wherever a
 //                       download was cut. Shards arrive `concurrency` at a time, so
 //                       tensors interleave. Chunks may arrive again (a shard that
-//                       failed verification is refetched); load() resolves only
-//                       when every shard is verified.
+//                       failed verification is refetched; not with block hashes,
+//                       where only verified blocks reach the sink); load() resolves
+//                       only when every shard is verified.
 //     reset?()                  start over (a header given turned out corrupted)
 //     end?()
 //
@@ -61,11 +67,12 @@
 //     shards: [{ file, bytes, done, state: 'queued'|'downloading'|'verifying'|
 //               'done'|'retrying'|'error', source: 'network'|'cache'|null, attempts }] }
 //
-//   wm.counters: { networkBytes, cacheBytes, requests, retries, refetches, hashWorkers }
+//   wm.counters: { networkBytes, cacheBytes, requests, retries, refetches (blocks or
+//     shards fetched again), hashWorkers, downloadWorkers, rereadBytes }
 //   wm.offline: the manifest came from the cache (the server was unreachable)
 //
 //   errors (all WeightError): HttpError (status), NetworkError, IntegrityError
-//     (SHA-256 mismatch after bounded refetches), QuotaError (needed, available),
+//     (SHA-256 mismatch of a block or shard after bounded refetches), QuotaError (needed, available),
 //     ManifestError, AbortError.
 //
 //   cache management (WeightCache over the same store):
@@ -83,17 +90,26 @@
 // 2. Headers, in file order: each shard's first bytes (up to its first
 //    tensor) come from the cache, or by a Range request whose bytes become
 //    the start of the shard's partial download; the engine parses them.
-// 3. Shards, `concurrency` at once: a verified shard is read from the cache;
-//    otherwise what a partial download holds is replayed (hashed, handed to
-//    the sink) and the rest is fetched by Range from where it stopped. Every
+// 3. Shards, `concurrency` at once: a verified shard is read from the cache.
+//    A shard whose manifest lists block hashes (what `streamllm split`
+//    writes) goes to a BlockLoader (download.mjs), in a download Worker when
+//    there are some: the partial download's blocks that still verify are
+//    replayed, the rest is fetched by Range; each block is checked with the
+//    platform's SHA-256 (SubtleCrypto) before it is appended to the partial
+//    file and handed (transferred) to this thread for the sink; a bad block
+//    is fetched again alone; the partial file is renamed into place once
+//    every block verified. Other shards (older manifests, plain .gguf URLs),
+//    here: what a partial download holds is replayed (hashed, handed to the
+//    sink) and the rest is fetched by Range from where it stopped; every
 //    network chunk is hashed, appended to the partial file and handed to the
-//    sink. At the end the SHA-256 decides: the partial file is renamed into
+//    sink; at the end the SHA-256 decides: the partial file is renamed into
 //    place, or discarded and the shard fetched again (bounded).
 // 4. The model's record (its manifest) is saved in the store, and blobs no
 //    record names are deleted: a new model version keeps its unchanged shards
 //    (same SHA-256, same blob) and drops the rest.
 
 import { newSha256, Sha256, HashPool } from './sha256.mjs';
+import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount } from './download.mjs';
 import {
   WeightError, HttpError, NetworkError, IntegrityError, ManifestError, QuotaError, AbortError, KEY_PATTERN,
 } from './store-common.mjs';
@@ -104,7 +120,8 @@ const MiB = 1 << 20;
 const HEADER_GUESS = MiB; // first Range of a plain .gguf: most headers fit
 const HEADER_MIN = 64 * 1024; // the least header given for a shard
 const MAX_MANIFEST_BYTES = 64 * MiB;
-const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+const MIN_BLOCK = 64 * 1024; // block_bytes: a power of two in [MIN_BLOCK, MAX_BLOCK] (as the C parser)
+const MAX_BLOCK = 64 * MiB;
 
 function fmtBytes(n) {
   if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
@@ -114,34 +131,6 @@ function fmtBytes(n) {
 }
 
 const isInt = (x) => Number.isSafeInteger(x) && x >= 0;
-// Callbacks for a signal's abort behind one listener per signal (many
-// downloads share the load's signal; Node warns past 10 listeners). Returns
-// the function that unsubscribes.
-const abortCallbacks = new WeakMap();
-function onAbort(signal, fn) {
-  if (!signal) return () => {};
-  let set = abortCallbacks.get(signal);
-  if (!set) {
-    set = new Set();
-    abortCallbacks.set(signal, set);
-    signal.addEventListener('abort', () => { for (const f of [...set]) f(); }, { once: true });
-  }
-  set.add(fn);
-  return () => set.delete(fn);
-}
-
-const sleep = (ms, signal) => new Promise((resolve, reject) => {
-  if (signal?.aborted) return reject(signal.reason);
-  let off = null;
-  const t = setTimeout(() => {
-    off();
-    resolve();
-  }, ms);
-  off = onAbort(signal, () => {
-    clearTimeout(t);
-    reject(signal.reason);
-  });
-});
 
 function hexOf(text) { return new Sha256().update(new TextEncoder().encode(text)).digestHex(); }
 
@@ -188,34 +177,22 @@ export function parseManifest(m, base) {
     const headerBytes = tensors.length ? tensors[0].offset : s.bytes;
     if (headerBytes === 0) bad(`${s.file}: a tensor at offset 0 (no GGUF header)`);
     const layers = Array.isArray(s.layers) ? s.layers : null;
-    return { index, file: s.file, url: url.href, bytes: s.bytes, sha256: s.sha256, key: s.sha256, layers, tensors, headerBytes };
+    // the SHA-256 of each block (optional; `streamllm split` writes them)
+    let blockBytes = null;
+    let blockSha256 = null;
+    if (s.block_bytes !== undefined || s.block_sha256 !== undefined) {
+      blockBytes = s.block_bytes;
+      if (!isInt(blockBytes) || blockBytes < MIN_BLOCK || blockBytes > MAX_BLOCK || (blockBytes & (blockBytes - 1)) !== 0)
+        bad(`${s.file}: "block_bytes" must be a power of two from ${MIN_BLOCK} to ${MAX_BLOCK}`);
+      if (!Array.isArray(s.block_sha256)) bad(`${s.file}: "block_bytes" without a "block_sha256" list`);
+      const want = Math.ceil(s.bytes / blockBytes);
+      if (s.block_sha256.length !== want) bad(`${s.file}: ${s.block_sha256.length} block hashes, but ${s.bytes} bytes in blocks of ${blockBytes} make ${want}`);
+      if (!s.block_sha256.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h))) bad(`${s.file}: a bad "block_sha256" entry`);
+      blockSha256 = s.block_sha256;
+    }
+    return { index, file: s.file, url: url.href, bytes: s.bytes, sha256: s.sha256, key: s.sha256, layers, tensors, headerBytes, blockBytes, blockSha256 };
   });
   return shards;
-}
-
-// ---- fetching ------------------------------------------------------------------
-
-// A fetch that also reads file: URLs (Node; Range supported), so a local
-// shard directory loads through the same path as a server.
-async function defaultFetch(url, init) {
-  if (String(url).startsWith('file:')) {
-    const { fileFetch } = await import('./store-fs.mjs');
-    return fileFetch(url, init);
-  }
-  return globalThis.fetch(url, init);
-}
-
-// "bytes A-B/TOTAL" -> { start, end, total (or null) }, or null.
-function parseContentRange(v) {
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(v ?? '');
-  return m ? { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? null : Number(m[3]) } : null;
-}
-
-class Transient extends Error {
-  constructor(message, retryAfterMs = null) {
-    super(message);
-    this.retryAfterMs = retryAfterMs;
-  }
 }
 
 // ---- the manager -----------------------------------------------------------------
@@ -224,7 +201,7 @@ export class StreamWeightManager {
   constructor({
     url, manifestUrl, mode, store = null, fetch = null, concurrency = 4, retries = 5, integrityAttempts = 3,
     backoffMs = 250, maxBackoffMs = 8000, stallMs = 30000, chunkBytes = 256 * 1024, onProgress = null, modelId = null,
-    verifyCached = false, sha256 = null, gc = true, hashWorkers = null,
+    verifyCached = false, sha256 = null, gc = true, hashWorkers = null, downloadWorkers = null,
   } = {}) {
     const u = url ?? manifestUrl;
     if (!u) throw new WeightError('StreamWeightManager: no url');
@@ -232,7 +209,7 @@ export class StreamWeightManager {
     this.mode = mode ?? (/\.gguf$/i.test(new URL(this.url).pathname) ? 'gguf' : 'manifest');
     if (this.mode !== 'manifest' && this.mode !== 'gguf') throw new WeightError(`unknown mode ${mode}`);
     this.store = store;
-    this.fetch = fetch ?? defaultFetch;
+    this.customFetch = fetch; // a function of the caller: downloads stay on this thread
     this.concurrency = Math.max(1, concurrency | 0);
     this.retries = Math.max(0, retries | 0);
     this.integrityAttempts = Math.max(1, integrityAttempts | 0);
@@ -249,11 +226,18 @@ export class StreamWeightManager {
     // by the number of cores, see #hasher)
     this.hashWorkers = hashWorkers;
     this.hashPool = null;
+    // Workers that download shards with block hashes (0: on this thread;
+    // null: by the number of cores, see #downloads)
+    this.downloadWorkers = downloadWorkers;
+    this.downloadPool = null;
     this.offline = false; // the manifest came from the cache
     this.rawManifest = null;
     this.shards = null;
     this.readers = new Map(); // key -> reader, kept open for readTensor
-    this.counters = { networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, rereadBytes: 0 };
+    this.counters = {
+      networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, downloadWorkers: 0, rereadBytes: 0,
+    };
+    this.net = new Fetcher({ fetch, retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
     this.progress = null;
   }
 
@@ -268,7 +252,7 @@ export class StreamWeightManager {
     const record = this.store ? await this.store.getRecord(this.modelId) : null;
     let m;
     try {
-      const res = await this.#request(this.url, {}, signal, record ? 0 : this.retries, 'manifest');
+      const res = await this.net.request(this.url, {}, signal, record ? 0 : this.retries, 'manifest');
       const len = Number(res.headers.get('content-length') ?? 0);
       if (len > MAX_MANIFEST_BYTES) throw new ManifestError(`manifest: ${fmtBytes(len)} is too large`);
       const text = await res.text();
@@ -297,157 +281,6 @@ export class StreamWeightManager {
   #allTensors() {
     if (!this.shards) throw new WeightError('no manifest yet: call manifest() or load() first');
     return this.shards.flatMap((s) => s.tensors);
-  }
-
-  // ---- requests ----
-
-  // fetch with retries for transient failures (network errors, 5xx, 429,
-  // stalls): resolves to a Response with an ok status (or 206/200 for
-  // ranges); permanent ones (404, ...) throw HttpError at once.
-  async #request(url, headers, signal, retries, what, onRetry = null) {
-    for (let failures = 0; ; failures++) {
-      try {
-        return await this.#requestOnce(url, headers, signal, what);
-      } catch (e) {
-        if (!(e instanceof Transient)) throw e;
-        if (failures >= retries) throw this.#giveUp(e, what, failures);
-        this.counters.retries++;
-        onRetry?.(e);
-        await this.#backoff(failures + 1, e.retryAfterMs, signal);
-      }
-    }
-  }
-
-  #giveUp(e, what, failures) {
-    const m = /^HTTP (\d+)/.exec(e.message);
-    const msg = `${what}: ${e.message}${failures ? ` (after ${failures} retries)` : ''}`;
-    return m ? new HttpError(msg, Number(m[1])) : new NetworkError(msg);
-  }
-
-  async #backoff(n, retryAfterMs, signal) {
-    const exp = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (n - 1));
-    const ms = retryAfterMs !== null ? Math.min(retryAfterMs, 30000) : exp * (0.5 + Math.random() / 2);
-    try {
-      await sleep(ms, signal);
-    } catch {
-      throw new AbortError('load aborted');
-    }
-  }
-
-  // One request: the Response, or Transient / HttpError / AbortError. The
-  // response headers must come within stallMs.
-  async #requestOnce(url, headers, signal, what, ctrl = new AbortController()) {
-    if (signal?.aborted) throw new AbortError('load aborted');
-    const off = onAbort(signal, () => ctrl.abort());
-    const timer = setTimeout(() => ctrl.abort(), this.stallMs);
-    this.counters.requests++;
-    let res;
-    try {
-      res = await this.fetch(url, { headers, signal: ctrl.signal, cache: 'no-store' });
-    } catch (e) {
-      if (signal?.aborted) throw new AbortError('load aborted');
-      throw new Transient(ctrl.signal.aborted ? `no response from ${url} within ${this.stallMs} ms` : `cannot fetch ${url}: ${e.cause?.message ?? e.message}`);
-    } finally {
-      clearTimeout(timer);
-      off();
-    }
-    if (res.ok) return res;
-    res.body?.cancel().catch(() => {});
-    if (TRANSIENT_STATUS.has(res.status) || res.status >= 500) {
-      const ra = res.headers.get('retry-after');
-      const raMs = ra !== null && /^\d+$/.test(ra.trim()) ? Number(ra) * 1000 : null;
-      throw new Transient(`HTTP ${res.status} from ${url}`, raMs);
-    }
-    throw new HttpError(`${what}: HTTP ${res.status} from ${url}`, res.status);
-  }
-
-  // Fetches bytes [from, to) of a file by Range, resuming after failures
-  // from where the bytes stopped: consume(chunk, fileOffset) gets them in
-  // order (chunk is valid during the call). Returns the response's facts
-  // of the first answer ({ size, etag } when known).
-  async #download(sh, from, to, consume, signal, { onRetry = null } = {}) {
-    let pos = from;
-    const facts = { size: null, etag: null };
-    for (let failures = 0; pos < to; ) {
-      const ctrl = new AbortController();
-      const off = onAbort(signal, () => ctrl.abort());
-      let consumerError = null;
-      let progressed = false;
-      try {
-        const res = await this.#requestOnce(sh.url, { Range: `bytes=${pos}-${to - 1}` }, signal, sh.file, ctrl);
-        let skip = 0;
-        if (res.status === 206) {
-          const cr = parseContentRange(res.headers.get('content-range'));
-          if (!cr || cr.start !== pos) {
-            res.body?.cancel().catch(() => {});
-            throw new Transient(`bad Content-Range ${JSON.stringify(res.headers.get('content-range'))} for bytes=${pos}-`);
-          }
-          if (cr.total !== null) facts.size = cr.total;
-        } else {
-          // 200: the server ignored Range; the body starts at byte 0
-          skip = pos;
-          const cl = res.headers.get('content-length');
-          if (cl !== null) facts.size = Number(cl);
-        }
-        facts.etag = res.headers.get('etag');
-        if (facts.size !== null && sh.bytes !== null && facts.size !== sh.bytes)
-          throw new IntegrityError(`${sh.file}: the server has ${facts.size} bytes, the manifest says ${sh.bytes}`);
-        if (!res.body) throw new Transient('a response without a body');
-        const reader = res.body.getReader();
-        try {
-          while (pos < to) {
-            const timer = setTimeout(() => ctrl.abort(), this.stallMs);
-            let r;
-            try {
-              r = await reader.read();
-            } finally {
-              clearTimeout(timer);
-            }
-            if (r.done) break;
-            let v = r.value;
-            if (skip > 0) {
-              const n = Math.min(skip, v.length);
-              skip -= n;
-              v = v.subarray(n);
-            }
-            if (v.length > to - pos) v = v.subarray(0, to - pos);
-            if (v.length === 0) continue;
-            this.counters.networkBytes += v.length;
-            try {
-              await consume(v, pos);
-            } catch (e) {
-              consumerError = e;
-              throw e;
-            }
-            pos += v.length;
-            if (!progressed) {
-              progressed = true;
-              failures = 0; // bytes arrived: the count of failures in a row starts over
-            }
-          }
-        } finally {
-          if (pos >= to || consumerError) reader.cancel().catch(() => {});
-        }
-        if (pos < to) throw new Transient(`connection closed at byte ${pos} of ${sh.file}`);
-      } catch (e) {
-        if (consumerError) throw consumerError;
-        if (signal?.aborted) throw new AbortError('load aborted');
-        let t = e;
-        if (!(e instanceof Transient)) {
-          if (e instanceof WeightError) throw e;
-          t = new Transient(ctrl.signal.aborted ? `no bytes within ${this.stallMs} ms (stalled at byte ${pos})`
-            : `${e.cause?.message ?? e.message} at byte ${pos}`);
-        }
-        if (failures >= this.retries) throw this.#giveUp(t, sh.file, failures);
-        failures++;
-        this.counters.retries++;
-        onRetry?.(t);
-        await this.#backoff(failures, t.retryAfterMs, signal);
-      } finally {
-        off();
-      }
-    }
-    return facts;
   }
 
   // ---- progress ----
@@ -544,6 +377,9 @@ export class StreamWeightManager {
       const pool = this.hashPool;
       this.hashPool = null;
       if (pool) (await pool)?.close();
+      const downloads = this.downloadPool;
+      this.downloadPool = null;
+      if (downloads) (await downloads)?.close();
     }
   }
 
@@ -552,11 +388,7 @@ export class StreamWeightManager {
   // server or GPU), at most one per concurrent shard: on a machine with
   // fewer cores, workers would only take turns with this thread.
   async #hasher() {
-    if (this.hashWorkers === null) {
-      let cores = globalThis.navigator?.hardwareConcurrency;
-      if (!cores && globalThis.process?.versions?.node) cores = (await import('node:os')).availableParallelism?.();
-      this.hashWorkers = Math.max(0, Math.min(this.concurrency, (cores ?? 1) - 2));
-    }
+    if (this.hashWorkers === null) this.hashWorkers = Math.max(0, Math.min(this.concurrency, (await coreCount()) - 2));
     if (this.hashWorkers > 0) {
       this.hashPool ??= HashPool.create(Math.min(this.hashWorkers, this.shards.length)).then((pool) => {
         this.counters.hashWorkers = pool ? pool.workers.length : 0;
@@ -618,7 +450,7 @@ export class StreamWeightManager {
           if (w.size < n) {
             // these bytes come from the network now: #replay must not count them as cached
             sh.fetched = { from: w.size, to: n };
-            await this.#download(sh, w.size, n, async (chunk, at) => {
+            await this.net.download(sh, w.size, n, async (chunk, at) => {
               out.set(chunk, at);
               await this.#write(w, chunk);
             }, signal);
@@ -633,7 +465,7 @@ export class StreamWeightManager {
     if (have.length < n) {
       const out = new Uint8Array(n);
       out.set(have);
-      await this.#download(sh, have.length, n, (chunk, at) => out.set(chunk, at), signal);
+      await this.net.download(sh, have.length, n, (chunk, at) => out.set(chunk, at), signal);
       sh.prefix = out;
     }
     return { bytes: sh.prefix.subarray(0, n), verified: false };
@@ -730,7 +562,7 @@ export class StreamWeightManager {
     const sh = { index: k, file, url, bytes: null, sha256: null, key: null, tensors: [], headerBytes: null };
     let facts;
     try {
-      facts = await this.#download(sh, 0, 1, () => {}, signal);
+      facts = await this.net.download(sh, 0, 1, () => {}, signal);
     } catch (e) {
       if (!(e instanceof NetworkError || (e instanceof HttpError && e.status >= 500)) || !this.store) throw e;
       const rec = await this.store.getRecord(this.modelId);
@@ -762,7 +594,8 @@ export class StreamWeightManager {
           await this.store.delete(sh.key); // wrong size: not this shard
         }
       }
-      await this.#fromNetwork(sh, sink, ps, signal);
+      if (sh.blockSha256) await this.#fromNetworkBlocks(sh, sink, ps, signal);
+      else await this.#fromNetwork(sh, sink, ps, signal);
     };
     await (this.store ? this.#locked(sh.key, run) : run());
   }
@@ -802,6 +635,95 @@ export class StreamWeightManager {
     ps.state = 'done';
     this.#emit();
     return true;
+  }
+
+  // A shard whose manifest lists a SHA-256 per block: a BlockLoader
+  // (download.mjs) fetches, verifies and stores it block by block, in a
+  // download Worker when there are some (else here); this thread only hands
+  // the verified blocks to the sink, cut at chunkBytes boundaries. No
+  // whole-file hash: the manifest names every block's hash (see BlockLoader).
+  async #fromNetworkBlocks(sh, sink, ps, signal) {
+    ps.source = 'network';
+    ps.state = 'downloading';
+    ps.attempts = 1;
+    ps.done = 0;
+    const headerHash = sh.givenHeader ? await newSha256() : null;
+    const align = new ChunkAligner(this.chunkBytes, sh.bytes, (chunk, at) => this.#dispatch(sh, sink, at, chunk));
+    const block = async (u8, at, fromStore) => {
+      if (headerHash && at < sh.givenHeader.bytes) headerHash.update(u8.subarray(0, Math.min(u8.length, sh.givenHeader.bytes - at)));
+      // bytes from the partial file, but not those this load fetched moments ago (the header)
+      const f = sh.fetched;
+      const fresh = f ? Math.max(0, Math.min(at + fromStore, f.to) - Math.max(at, f.from)) : 0;
+      this.counters.cacheBytes += fromStore - fresh;
+      await align.push(u8, at);
+      ps.done = at + u8.length;
+      ps.state = 'downloading';
+      this.#emit();
+    };
+    const onRetry = () => {
+      ps.state = 'retrying';
+      this.#emit(true);
+    };
+    // without a store, the header's bytes (fetched for the engine) start the download
+    const job = {
+      file: sh.file, url: sh.url, bytes: sh.bytes, key: sh.key, blockBytes: sh.blockBytes, blockSha256: sh.blockSha256,
+      prefix: sh.prefix ? { at: 0, bytes: sh.prefix } : null,
+    };
+    sh.prefix = null;
+    try {
+      const pool = await this.#downloads();
+      if (pool) {
+        const options = {
+          store: this.store ? this.store.workerSpec() : null, retries: this.retries, backoffMs: this.backoffMs,
+          maxBackoffMs: this.maxBackoffMs, stallMs: this.stallMs, integrityAttempts: this.integrityAttempts,
+        };
+        const counters = (d) => { for (const k of Object.keys(d)) this.counters[k] += d[k]; };
+        await pool.run(job, options, { block, counters, retry: onRetry }, signal);
+      } else {
+        // the same loader on this thread; blocks reach the sink in order
+        let queue = Promise.resolve();
+        let sinkError = null;
+        const deliver = (u8, at, fromStore) => {
+          const p = queue.then(() => {
+            if (sinkError) throw sinkError;
+            return block(u8, at, fromStore);
+          });
+          queue = p.then(() => {}, (e) => { sinkError ??= e; });
+          return p.then(() => u8.buffer);
+        };
+        // (fewer block buffers than in a Worker: these are this thread's memory)
+        const loader = new BlockLoader(this.net, { store: this.store, integrityAttempts: this.integrityAttempts, onRetry, slotBytes: 8 << 20 });
+        await loader.run(job, deliver, signal);
+        await queue;
+        if (sinkError) throw sinkError;
+      }
+      await align.flush();
+    } catch (e) {
+      ps.state = 'error';
+      this.#emit(true);
+      throw await this.#quotaError(e);
+    }
+    if (headerHash && headerHash.digestHex() !== sh.givenHeader.sha256)
+      throw new HeaderChanged(`${sh.file}: the header given to the engine was damaged (the verified shard differs)`);
+    ps.state = 'done';
+    this.#emit();
+  }
+
+  // The download Workers, started when the first shard with block hashes
+  // comes from the network: by default one per core beyond the one this
+  // thread needs, at most one per concurrent shard. None (downloads on this
+  // thread) with a fetch function of the caller or a store that cannot be
+  // opened in a Worker.
+  async #downloads() {
+    if (this.customFetch || (this.store && !this.store.workerSpec?.())) return null;
+    if (this.downloadWorkers === null) this.downloadWorkers = Math.max(0, Math.min(this.concurrency, (await coreCount()) - 1));
+    if (this.downloadWorkers <= 0) return null;
+    const shards = this.shards.filter((s) => s.blockSha256).length;
+    this.downloadPool ??= DownloadPool.create(Math.min(this.downloadWorkers, shards)).then((pool) => {
+      this.counters.downloadWorkers = pool ? pool.workers.length : 0;
+      return pool;
+    });
+    return this.downloadPool;
   }
 
   async #fromNetwork(sh, sink, ps, signal) {
@@ -853,7 +775,7 @@ export class StreamWeightManager {
           sh.prefix = null;
         }
         if (pos < sh.bytes) {
-          await this.#download(sh, pos, sh.bytes, (chunk, at) => stage.push(chunk, at), signal, {
+          await this.net.download(sh, pos, sh.bytes, (chunk, at) => stage.push(chunk, at), signal, {
             onRetry: () => {
               ps.state = 'retrying';
               this.#emit(true);
@@ -917,12 +839,16 @@ export class StreamWeightManager {
     try {
       await w.write(chunk);
     } catch (e) {
-      if (e instanceof QuotaError || e?.name === 'QuotaExceededError') {
-        const needed = (await this.#needed().catch(() => null)) ?? null;
-        throw new QuotaError(`storage is full${needed === null ? '' : `: ${fmtBytes(needed)} more needed for the model`}`, { needed, cause: e });
-      }
-      throw e;
+      throw await this.#quotaError(e);
     }
+  }
+
+  // A store's "full" (QuotaError, QuotaExceededError) as a QuotaError that
+  // says how much the model still needs; other errors as they are.
+  async #quotaError(e) {
+    if (!(e instanceof QuotaError || e?.name === 'QuotaExceededError' || e?.name === 'QuotaError')) return e;
+    const needed = (await this.#needed().catch(() => null)) ?? null;
+    return new QuotaError(`storage is full${needed === null ? '' : `: ${fmtBytes(needed)} more needed for the model`}`, { needed, cause: e });
   }
 
   // Bytes of the model the store does not hold yet.
@@ -1043,7 +969,7 @@ export class StreamWeightManager {
           if (x && typeof x.then === 'function') await x;
           off += chunk.length;
         });
-        await this.#download(sh, t.offset, t.offset + t.bytes, (chunk, at) => stage.push(chunk, at), signal);
+        await this.net.download(sh, t.offset, t.offset + t.bytes, (chunk, at) => stage.push(chunk, at), signal);
         await stage.flush();
       }
     }
@@ -1064,7 +990,7 @@ export class StreamWeightManager {
         if (r) {
           if ((await r.readInto(offset, dest)) !== dest.length) throw new WeightError(`${sh.file}: cached copy too short`);
         } else {
-          await this.#download(sh, offset, offset + dest.length, (chunk, at) => dest.set(chunk, at - offset));
+          await this.net.download(sh, offset, offset + dest.length, (chunk, at) => dest.set(chunk, at - offset));
         }
         this.counters.rereadBytes += dest.length;
         return dest.length;
@@ -1154,6 +1080,51 @@ class Stager {
     this.inflight = null;
     if (this.fill > 0) await write(this.bufs[this.cur].subarray(0, this.fill), this.start);
     this.fill = 0;
+  }
+}
+
+// Cuts the verified spans of one shard, which arrive in file order, into
+// the pieces the sink gets: each ends at a multiple of chunkBytes or at the
+// file's end. Spans that already end there pass without a copy (blocks are
+// powers of two, so with the defaults every one does); the tail of one that
+// does not is carried (copied, less than chunkBytes) into the next piece.
+class ChunkAligner {
+  constructor(chunkBytes, size, out) {
+    this.chunkBytes = chunkBytes;
+    this.size = size;
+    this.out = out;
+    this.carry = null;
+    this.carryAt = 0;
+    this.carryLen = 0;
+  }
+
+  async push(u8, at) {
+    let pos = 0;
+    if (this.carryLen > 0) {
+      const start = this.carryAt;
+      const boundary = Math.min(this.size, (Math.floor(start / this.chunkBytes) + 1) * this.chunkBytes);
+      pos = Math.min(boundary - (start + this.carryLen), u8.length);
+      this.carry.set(u8.subarray(0, pos), this.carryLen);
+      this.carryLen += pos;
+      if (start + this.carryLen < boundary) return;
+      this.carryLen = 0;
+      await this.out(this.carry.subarray(0, boundary - start), start);
+    }
+    const end = at + u8.length;
+    const cut = end === this.size ? end : end - (end % this.chunkBytes);
+    if (cut > at + pos) await this.out(u8.subarray(pos, cut - at), at + pos);
+    if (cut < end) {
+      const from = Math.max(cut, at + pos);
+      this.carry ??= new Uint8Array(this.chunkBytes);
+      this.carry.set(u8.subarray(from - at), 0);
+      this.carryAt = from;
+      this.carryLen = end - from;
+    }
+  }
+
+  async flush() {
+    if (this.carryLen > 0) await this.out(this.carry.subarray(0, this.carryLen), this.carryAt);
+    this.carryLen = 0;
   }
 }
 
