@@ -111,6 +111,30 @@ $(WASM_BUILD)/engine-mt.wasm: $(WASM_MT_OBJ)
 	$(WASM_CC) $(WASM_LDFLAGS) -Wl,--shared-memory -Wl,--import-memory -Wl,--no-check-features $(WASM_MT_OBJ) -o $@
 	cp $@ web/engine/engine-mt.wasm  # the page's CPU threads (cross-origin isolated)
 -include $(WASM_MT_OBJ:.o=.d)
+# The relaxed-SIMD variants of both (engine-relaxed.wasm, engine-relaxed-mt.wasm):
+# the same sources compiled by clang-16 with -mrelaxed-simd (clang-14's is
+# pre-standard), for the int8 dot products of src/cpu/gemm_wasm.c; the page
+# picks them where WebAssembly.validate accepts a relaxed instruction
+# (web/engine/wasm.mjs). Built when clang-16 (+ lld-16,
+# libclang-rt-16-dev-wasm32) is installed.
+WASM_RELAXED_CC ?= clang-16
+WASM_RELAXED := $(if $(shell command -v $(WASM_RELAXED_CC)),$(WASM_BUILD)/engine-relaxed.wasm $(WASM_BUILD)/engine-relaxed-mt.wasm)
+wasm: $(WASM_RELAXED)
+WASM_RELAXED_OBJ := $(WASM_SRC:%.c=$(WASM_BUILD)/obj-relaxed/%.o)
+WASM_RELAXED_MT_OBJ := $(WASM_SRC:%.c=$(WASM_BUILD)/obj-relaxed-mt/%.o)
+$(WASM_BUILD)/obj-relaxed/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(WASM_RELAXED_CC) $(WASM_CFLAGS) -mrelaxed-simd -MMD -MP -c $< -o $@
+$(WASM_BUILD)/obj-relaxed-mt/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(WASM_RELAXED_CC) $(WASM_CFLAGS) -mrelaxed-simd -matomics -mbulk-memory -MMD -MP -c $< -o $@
+$(WASM_BUILD)/engine-relaxed.wasm: $(WASM_RELAXED_OBJ)
+	$(WASM_RELAXED_CC) $(WASM_LDFLAGS) $(WASM_RELAXED_OBJ) -o $@
+	cp $@ web/engine/engine-relaxed.wasm
+$(WASM_BUILD)/engine-relaxed-mt.wasm: $(WASM_RELAXED_MT_OBJ)
+	$(WASM_RELAXED_CC) $(WASM_LDFLAGS) -Wl,--shared-memory -Wl,--import-memory -Wl,--no-check-features $(WASM_RELAXED_MT_OBJ) -o $@
+	cp $@ web/engine/engine-relaxed-mt.wasm
+-include $(WASM_RELAXED_OBJ:.o=.d) $(WASM_RELAXED_MT_OBJ:.o=.d)
 
 # Everything CI runs, with one grand total (scripts/check.sh).
 check:

@@ -8,7 +8,8 @@
 # then (with --peer) one of llama-bench, then (with --wasm) one of
 # bench/wasm.mjs with the same thread count (the threaded engine-mt.wasm for
 # -t > 1), so all see the same machine noise (WASM_ENGINE=FILE picks another
-# engine.wasm), and the machine's read bandwidth (bench/membw.c). Prints for
+# engine.wasm; WASM_SIMD=simd128|relaxed a build, default the relaxed-SIMD one
+# where built), and the machine's read bandwidth (bench/membw.c). Prints for
 # each test the median tokens/s of the rounds and the best round (a busy
 # machine disturbs most rounds), the ratios to the peer (wasm's too: to
 # native llama.cpp), the load average at each round, and the decode floor:
@@ -49,7 +50,8 @@ for ((i = 0; i < rounds; i++)); do
             awk -F'|' '/ (pp|tg)[0-9]+ +\|/ {gsub(/ /,"",$(NF-2)); split($(NF-1),a," "); print $(NF-2), a[1]}' >>"$tmp/peer"
     fi
     if [ -n "$wasm" ]; then
-        node bench/wasm.mjs -m "$model" -p "$pp" -n "$tg" -r 1 -t "$threads" ${WASM_ENGINE:+--wasm "$WASM_ENGINE"} |
+        node bench/wasm.mjs -m "$model" -p "$pp" -n "$tg" -r 1 -t "$threads" ${WASM_ENGINE:+--wasm "$WASM_ENGINE"} \
+            ${WASM_SIMD:+--simd "$WASM_SIMD"} |
             awk -F'|' '/\| (pp|tg)[0-9]+ \|/ {gsub(/ /,"",$6); gsub(/ /,"",$7); print $6, $7}' >>"$tmp/wasm"
     fi
 done

@@ -4,14 +4,23 @@
 // a time, both from an empty cache; each test runs once to warm up, then -r
 // times, and the table shows the median.
 //
-//   node bench/wasm.mjs -m MODEL [-p 64] [-n 32] [-r 5] [-t THREADS] [--wasm FILE]
+//   node bench/wasm.mjs -m MODEL [-p 64] [-n 32] [-r 5] [-t THREADS] [--simd auto|simd128|relaxed]
+//                       [--wasm FILE] [--wasm-mt FILE]
 //
 // -t > 1 runs the engine on a pool of worker threads sharing its memory
-// (the threaded build, build/wasm/engine-mt.wasm) when that build exists.
+// (the threaded build, build/wasm/engine-mt.wasm, or --wasm-mt) when that
+// build exists. --simd: which build of the engine (default auto: the
+// relaxed-SIMD one, build/wasm/engine-relaxed[-mt].wasm, where it is built
+// and this Node runs relaxed SIMD; --wasm/--wasm-mt name files instead).
+import { existsSync } from 'node:fs';
+import v8 from 'node:v8';
 import { Engine } from '../web/engine/engine.mjs';
 
+// Relaxed SIMD is on in Chrome >= 114, behind a flag in Node 20.
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+
 const args = process.argv.slice(2);
-const opt = { m: null, p: 64, n: 32, r: 5, t: 1, wasm: undefined };
+const opt = { m: null, p: 64, n: 32, r: 5, t: 1, simd: 'auto', wasm: undefined, wasmMt: undefined };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const v = args[++i];
@@ -21,8 +30,10 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '-r') opt.r = Number(v);
   else if (a === '-t') opt.t = Number(v);
   else if (a === '--wasm') opt.wasm = v;
+  else if (a === '--wasm-mt') opt.wasmMt = v;
+  else if (a === '--simd' && ['auto', 'simd128', 'relaxed'].includes(v)) opt.simd = v;
   else {
-    console.error('usage: node bench/wasm.mjs -m MODEL [-p N] [-n N] [-r RUNS] [-t THREADS] [--wasm FILE]');
+    console.error('usage: node bench/wasm.mjs -m MODEL [-p N] [-n N] [-r RUNS] [-t THREADS] [--simd auto|simd128|relaxed] [--wasm FILE] [--wasm-mt FILE]');
     process.exit(2);
   }
 }
@@ -36,7 +47,23 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-const engine = await Engine.create({ wasm: opt.wasm, backend: 'cpu', threads: opt.t });
+// A module with one relaxed-SIMD instruction (i16x8.relaxed_dot_i8x16_i7x16_s).
+const zeros = new Array(16).fill(0);
+const RELAXED_PROBE = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1, 0x7b, 3, 2, 1, 0,
+  10, 0x2b, 1, 0x29, 0, 0xfd, 0x0c, ...zeros, 0xfd, 0x0c, ...zeros, 0xfd, 0x92, 0x02, 0x0b]);
+const relaxedBuild = [new URL('../build/wasm/engine-relaxed.wasm', import.meta.url).pathname,
+  new URL('../build/wasm/engine-relaxed-mt.wasm', import.meta.url).pathname];
+let build = opt.wasm ? 'given' : 'simd128';
+if (!opt.wasm && opt.simd !== 'simd128') {
+  const usable = WebAssembly.validate(RELAXED_PROBE) && relaxedBuild.every((f) => existsSync(f));
+  if (!usable && opt.simd === 'relaxed') {
+    console.error('bench/wasm.mjs: no relaxed-SIMD build (make wasm with clang-16) or this Node has no relaxed SIMD');
+    process.exit(2);
+  }
+  if (usable) [opt.wasm, opt.wasmMt, build] = [...relaxedBuild, 'relaxed'];
+}
+
+const engine = await Engine.create({ wasm: opt.wasm, wasmMt: opt.wasmMt, backend: 'cpu', threads: opt.t });
 const info = await engine.load(opt.m, { nCtx: Math.max(opt.p, opt.n, 1), nBatch: Math.max(opt.p, 1) });
 const V = info.n_vocab;
 const toks = [];
@@ -69,7 +96,7 @@ for (const tg of [false, true]) {
   await once(tg, n);
   const runs = [];
   for (let r = 0; r < opt.r; r++) runs.push(await once(tg, n));
-  console.log(`| ${info.name} | ${info.quant} | wasm cpu | ${threads} | ${tg ? 'tg' : 'pp'}${n} | ` +
+  console.log(`| ${info.name} | ${info.quant} | wasm cpu (${build}) | ${threads} | ${tg ? 'tg' : 'pp'}${n} | ` +
     `${median(runs.map((r) => r.tps)).toFixed(2)} | ${median(runs.map((r) => r.cpuMs)).toFixed(1)} |`);
 }
 engine.free();

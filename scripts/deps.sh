@@ -3,7 +3,7 @@
 # Debian/Ubuntu machine (run as root, or with sudo available). Installs only
 # what is missing, so a second run is quick and works offline.
 set -eu
-PKGS="build-essential make clang libclang-rt-14-dev libcjson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 chromium libvulkan1 wrk curl python3"
+PKGS="build-essential make clang libclang-rt-14-dev libcjson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 clang-16 lld-16 libclang-rt-16-dev-wasm32 chromium libvulkan1 wrk curl python3"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -21,8 +21,19 @@ static double rng_unit(void) {
 static float rng_normal(void) {
     return (float)(sqrt(-2 * log(rng_unit())) * cos(6.283185307179586 * rng_unit()));
 }
+/* When set, the extremes that integer sums must survive: activations all
+ * +-1 (every level +-127), Q4 and Q6_K weights mostly at their top level
+ * (the relaxed-SIMD kernels sum such products in int16), Q8_0 weights of
+ * every byte value, -128 too (which quantizing never makes but a file may
+ * hold). */
+static bool extreme_values;
+
 /* kind 0: normal, 1: uniform, 2: with outliers, 3: all positive and small */
 static void random_floats(float *x, int64_t n, int kind) {
+    if (extreme_values) {
+        for (int64_t i = 0; i < n; i++) x[i] = rng_unit() < 0.5 ? -1.0f : 1.0f;
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         switch (kind % 4) {
         case 0: x[i] = rng_normal(); break;
@@ -35,6 +46,7 @@ static void random_floats(float *x, int64_t n, int kind) {
 
 static const sl_type packed_types[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
 
+
 /* A random weight matrix of `type`, quantized from random floats. */
 static uint8_t *random_weight(sl_type type, int64_t rows, int64_t cols, int kind) {
     size_t rb = sl_row_size(type, cols);
@@ -43,6 +55,21 @@ static uint8_t *random_weight(sl_type type, int64_t rows, int64_t cols, int kind
     for (int64_t r = 0; r < rows; r++) {
         random_floats(f, cols, kind + (int)r);
         sl_quantize_row(type, f, w + (size_t)r * rb, cols);
+    }
+    const size_t blocks = rb / sl_type_get((int)type)->type_size * (size_t)rows;
+    for (size_t b = 0; extreme_values && b < blocks; b++) {
+        uint8_t *qs = NULL;
+        size_t n = 0;
+        switch (type) {
+        case SL_TYPE_Q8_0: qs = w + 34 * b + 2, n = 32; break;
+        case SL_TYPE_Q4_0: qs = w + 18 * b + 2, n = 16; break;
+        case SL_TYPE_Q4_K: qs = w + 144 * b + 16, n = 128; break;
+        case SL_TYPE_Q6_K: qs = w + 210 * b, n = 192; break; /* ql and qh */
+        default: break;
+        }
+        for (size_t i = 0; i < n; i++)
+            qs[i] = type == SL_TYPE_Q8_0 ? (uint8_t)(rng_unit() < 0.2 ? 0x80 : rng_unit() * 256)
+                                         : (uint8_t)(rng_unit() < 0.9 ? 0xFF : rng_unit() * 256);
     }
     free(f);
     return w;
@@ -225,6 +252,10 @@ static void test_kernels(void) {
                 check_case(t, rows[ri], cols, toks[ni], (int)(ri + ni));
             }
     }
+    extreme_values = true;
+    for (size_t ti = 0; ti < sizeof packed_types / sizeof packed_types[0]; ti++)
+        for (int32_t n = 1; n <= 5; n += 4) check_case(packed_types[ti], 9, 512, n, 0);
+    extreme_values = false;
 }
 
 /* ---- the quant backend's row kernels ---------------------------------------- */
@@ -419,6 +450,9 @@ static void test_driver_lower_families(void) {
 
 int main(void) {
     printf("quant backend: %s\n", sl_quant_backend());
+#if defined(__wasm_simd128__)
+    printf("gemm kernels: %s\n", sl_gemm_simd128.name);
+#endif
     RUN(test_row_kernels);
     RUN(test_kernels);
     RUN(test_driver);

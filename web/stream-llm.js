@@ -318,7 +318,8 @@ export class StreamLLMEngine {
     };
     const { id, promise } = this.#request('load', {
       options: {
-        model: o.model, backend: o.backend ?? 'auto', wasmUrl: o.wasmUrl, wasmMtUrl: o.wasmMtUrl, threads: o.threads, contextLength: o.contextLength,
+        model: o.model, backend: o.backend ?? 'auto', wasmUrl: o.wasmUrl, wasmMtUrl: o.wasmMtUrl,
+        wasmRelaxedUrl: o.wasmRelaxedUrl, wasmRelaxedMtUrl: o.wasmRelaxedMtUrl, threads: o.threads, contextLength: o.contextLength,
         chatTemplate: o.chatTemplate, gpu: o.gpu, cache: o.cache, store: o.store, concurrency: o.concurrency, modelId: o.modelId,
       },
     }, { onProgress: progress });
@@ -539,9 +540,11 @@ export async function createEngine(options = {}) {
   if (!o.wasmUrl && !isNode) {
     o.wasmUrl = new URL('./engine/engine.wasm', import.meta.url).href;
     o.wasmMtUrl ??= new URL('./engine/engine-mt.wasm', import.meta.url).href; // CPU threads
+    // relaxed-SIMD builds (faster int8 dot products), where the browser has relaxed SIMD
+    o.wasmRelaxedUrl ??= new URL('./engine/engine-relaxed.wasm', import.meta.url).href;
+    o.wasmRelaxedMtUrl ??= new URL('./engine/engine-relaxed-mt.wasm', import.meta.url).href;
   }
-  if (o.wasmUrl instanceof URL) o.wasmUrl = o.wasmUrl.href;
-  if (o.wasmMtUrl instanceof URL) o.wasmMtUrl = o.wasmMtUrl.href;
+  for (const k of ['wasmUrl', 'wasmMtUrl', 'wasmRelaxedUrl', 'wasmRelaxedMtUrl']) if (o[k] instanceof URL) o[k] = o[k].href;
   const mode = o.worker === false ? 'thread' : 'worker';
   let transport;
   try {

@@ -26,7 +26,8 @@
  * with 16 vector registers on x86-64, spills them (measured: Q4_K 1.3-1.5x
  * faster rolled). */
 #define ROLLED _Pragma("clang loop unroll(disable)")
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+/* (unused: each build uses either the SIMD128 tiles or the relaxed ones) */
+#define ALWAYS_INLINE inline __attribute__((always_inline, unused))
 
 /* [r0, r0, r1, r1] and [r2, r2, r3, r3] int32 partial sums as [r0, r1, r2, r3]. */
 static ALWAYS_INLINE v128_t rowsum4(v128_t a01, v128_t a23) {
@@ -222,12 +223,183 @@ static ALWAYS_INLINE void q6_K_tile(const uint8_t *grp, const sl_gemm_act *a, in
     store_rows(y, ldy, nt, acc, valid);
 }
 
+/* ---- relaxed SIMD (engine-relaxed.wasm, clang-16 -mrelaxed-simd) ----------
+ *
+ * i16x8.relaxed_dot_i8x16_i7x16_s multiplies 16 byte pairs and adds
+ * neighbours into int16 lanes (dot16): with the token's 4 int8 activations
+ * splatted as its first operand and a run (row r's 4 levels in 32-bit lane
+ * r) as the second, row r's products land in int16 lanes 2r and 2r+1, and
+ * the weights need no widening. The standard fixes its result only when the
+ * second operand's bytes are in 0..127 (x86 engines use pmaddubsw, which
+ * reads them as unsigned, ARM ones sdot, which reads them as signed): it is
+ * always the weights here, as levels in that range, Q4 nibbles (0..15) and
+ * Q6_K levels q (0..63, the -32 folded into the activations' c16). Sums stay
+ * in int16 while they cannot overflow (a Q4 lane gains at most 2*128*15 =
+ * 3840 per dot: 8 dots; a Q6_K lane 2*128*63 = 16128: 2), then a pairwise
+ * widening add makes per-row int32 sums. Not the fused
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s: V8's baseline compiler (Node 20,
+ * V8 11.3) gets it wrong when the accumulator's register is reused for the
+ * result (it adds the dot twice). Integer sums are exact, so results equal
+ * the SIMD128 kernels' bit for bit. Q8_0 keeps the SIMD128 kernel: its
+ * bytes would need two 7-bit halves, and widened int16 dots are as fast. */
+#if defined(__wasm_relaxed_simd__)
+
+/* Pair sums of the products of activation bytes and levels (0..127), int16 lanes. */
+static ALWAYS_INLINE v128_t dot16(v128_t act, v128_t levels) {
+    return (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)act, (__i8x16)levels);
+}
+
+/* int16 pair sums [r0, r0, r1, r1, ...] as int32 row sums [r0, r1, r2, r3]. */
+static ALWAYS_INLINE v128_t rows4(v128_t pairs) { return wasm_i32x4_extadd_pairwise_i16x8(pairs); }
+
+/* The int8 activations of token t, elements e..e+3, in every lane. */
+static ALWAYS_INLINE v128_t act4_i8(const sl_gemm_act *a, int32_t t, int64_t e) {
+    return wasm_v128_load32_splat(a->qs + (size_t)t * a->cols + e);
+}
+
+/* Low and high nibbles of a run's bytes (a 16-bit shift: byte shifts are not native on x86). */
+static ALWAYS_INLINE v128_t nibbles_lo(v128_t v) { return wasm_v128_and(v, wasm_i8x16_splat(0x0F)); }
+static ALWAYS_INLINE v128_t nibbles_hi(v128_t v) { return wasm_v128_and(wasm_u16x8_shr(v, 4), wasm_i8x16_splat(0x0F)); }
+
+static ALWAYS_INLINE void q4_0_tile_relaxed(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int nt, float *y,
+                                            size_t ldy, int valid) {
+    const int64_t nb = a->cols / 32;
+    const size_t qb = 16 * G, sb = 4 * G;
+    v128_t acc[MAX_NT];
+    #pragma unroll
+    for (int t = 0; t < nt; t++) acc[t] = wasm_f32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qp = grp + sl_gemm_quant_offset(b, qb, sb);
+        v128_t p[MAX_NT]; /* int16: 8 dots */
+        #pragma unroll
+        for (int t = 0; t < nt; t++) p[t] = wasm_i16x8_splat(0);
+        ROLLED
+        for (int k = 0; k < 4; k++) {
+            const v128_t v = wasm_v128_load(qp + 16 * k), lo = nibbles_lo(v), hi = nibbles_hi(v);
+            #pragma unroll
+            for (int t = 0; t < nt; t++) {
+                p[t] = wasm_i16x8_add(p[t], dot16(act4_i8(a, t0 + t, 32 * b + 4 * k), lo));
+                p[t] = wasm_i16x8_add(p[t], dot16(act4_i8(a, t0 + t, 32 * b + 16 + 4 * k), hi));
+            }
+        }
+        const v128_t dw = scales4(grp + sl_gemm_scale_offset(nb, b, qb, sb));
+        #pragma unroll
+        for (int t = 0; t < nt; t++) {
+            const size_t bi = (size_t)(t0 + t) * nb + b;
+            const v128_t r = wasm_i32x4_add(rows4(p[t]), wasm_i32x4_splat(a->c8[bi]));
+            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(r),
+                                                           wasm_f32x4_mul(dw, wasm_f32x4_splat(a->d[bi]))));
+        }
+    }
+    store_rows(y, ldy, nt, acc, valid);
+}
+
+static ALWAYS_INLINE void q4_K_tile_relaxed(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int nt, float *y,
+                                            size_t ldy, int valid) {
+    const int64_t nb = a->cols / QK_K, n32 = a->cols / 32;
+    const size_t qb = 128 * G, sb = 24 * G;
+    v128_t acc[MAX_NT];
+    #pragma unroll
+    for (int t = 0; t < nt; t++) acc[t] = wasm_f32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qp = grp + sl_gemm_quant_offset(b, qb, sb), *sp = grp + sl_gemm_scale_offset(nb, b, qb, sb);
+        v128_t isum[MAX_NT], msum[MAX_NT];
+        #pragma unroll
+        for (int t = 0; t < nt; t++) isum[t] = msum[t] = wasm_i32x4_splat(0);
+        for (int c = 0; c < 4; c++) {
+            v128_t l[MAX_NT], h[MAX_NT]; /* int16: 8 dots each */
+            #pragma unroll
+            for (int t = 0; t < nt; t++) l[t] = h[t] = wasm_i16x8_splat(0);
+            ROLLED
+            for (int g = 0; g < 8; g++) {
+                const v128_t v = wasm_v128_load(qp + (size_t)(8 * c + g) * 16), lo = nibbles_lo(v), hi = nibbles_hi(v);
+                #pragma unroll
+                for (int t = 0; t < nt; t++) {
+                    const int64_t e = b * QK_K + 64 * c + 4 * g;
+                    l[t] = wasm_i16x8_add(l[t], dot16(act4_i8(a, t0 + t, e), lo));
+                    h[t] = wasm_i16x8_add(h[t], dot16(act4_i8(a, t0 + t, e + 32), hi));
+                }
+            }
+            const v128_t sc_lo = bytes4_u32(sp + 8 * G + 2 * c * G), sc_hi = bytes4_u32(sp + 8 * G + (2 * c + 1) * G);
+            /* mins of sub-blocks 2c, 2c+1 as int16 pairs per row, against the pair of 32-sums */
+            const v128_t mins = wasm_u16x8_extend_low_u8x16(wasm_v128_load64_zero(sp + 16 * G + 2 * c * G));
+            #pragma unroll
+            for (int t = 0; t < nt; t++) {
+                isum[t] = wasm_i32x4_add(isum[t], wasm_i32x4_add(wasm_i32x4_mul(rows4(l[t]), sc_lo),
+                                                                 wasm_i32x4_mul(rows4(h[t]), sc_hi)));
+                const v128_t sums = wasm_v128_load32_splat(a->s32 + (size_t)(t0 + t) * n32 + 8 * b + 2 * c);
+                msum[t] = wasm_i32x4_add(msum[t], wasm_i32x4_dot_i16x8(mins, sums));
+            }
+        }
+        const v128_t dw = scales4(sp), dmin = scales4(sp + 4 * G);
+        #pragma unroll
+        for (int t = 0; t < nt; t++) {
+            const v128_t yd = wasm_f32x4_splat(a->d[(size_t)(t0 + t) * nb + b]);
+            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum[t]), wasm_f32x4_mul(dw, yd)));
+            acc[t] = wasm_f32x4_sub(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(msum[t]), wasm_f32x4_mul(dmin, yd)));
+        }
+    }
+    store_rows(y, ldy, nt, acc, valid);
+}
+
+/* SL_GEMM_Q6_K_I8 holds q - 32: adding 32 back gives levels 0..63, and the
+ * activations' c16 (-32 * the sum of each 16) takes the offset off again. */
+static ALWAYS_INLINE void q6_K_tile_relaxed(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int nt, float *y,
+                                            size_t ldy, int valid) {
+    const int64_t nb = a->cols / QK_K, n16 = a->cols / 16;
+    const size_t qb = 256 * G, sb = 20 * G;
+    const v128_t off = wasm_i8x16_splat(32);
+    v128_t acc[MAX_NT];
+    #pragma unroll
+    for (int t = 0; t < nt; t++) acc[t] = wasm_f32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qp = grp + sl_gemm_quant_offset(b, qb, sb), *sp = grp + sl_gemm_scale_offset(nb, b, qb, sb);
+        v128_t isum[MAX_NT];
+        #pragma unroll
+        for (int t = 0; t < nt; t++) isum[t] = wasm_i32x4_splat(0);
+        ROLLED
+        for (int sub = 0; sub < 16; sub++) {
+            const uint8_t *q = qp + (size_t)sub * 64;
+            const v128_t v0 = wasm_i8x16_add(wasm_v128_load(q), off), v1 = wasm_i8x16_add(wasm_v128_load(q + 16), off);
+            const v128_t v2 = wasm_i8x16_add(wasm_v128_load(q + 32), off), v3 = wasm_i8x16_add(wasm_v128_load(q + 48), off);
+            const v128_t sc = bytes4_i32(sp + 4 * G + (size_t)sub * G);
+            #pragma unroll
+            for (int t = 0; t < nt; t++) {
+                const int64_t e = b * QK_K + 16 * sub;
+                /* int16: 2 dots each */
+                const v128_t p01 = wasm_i16x8_add(dot16(act4_i8(a, t0 + t, e), v0), dot16(act4_i8(a, t0 + t, e + 4), v1));
+                const v128_t p23 = wasm_i16x8_add(dot16(act4_i8(a, t0 + t, e + 8), v2), dot16(act4_i8(a, t0 + t, e + 12), v3));
+                v128_t p = wasm_i32x4_add(wasm_i32x4_add(rows4(p01), rows4(p23)),
+                                          wasm_i32x4_splat(a->c16[(size_t)(t0 + t) * n16 + 16 * b + sub]));
+                isum[t] = wasm_i32x4_add(isum[t], wasm_i32x4_mul(p, sc));
+            }
+        }
+        const v128_t dw = scales4(sp);
+        #pragma unroll
+        for (int t = 0; t < nt; t++) {
+            const v128_t yd = wasm_f32x4_splat(a->d[(size_t)(t0 + t) * nb + b]);
+            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum[t]), wasm_f32x4_mul(dw, yd)));
+        }
+    }
+    store_rows(y, ldy, nt, acc, valid);
+}
+
+#define FAMILY_NAME "simd128-relaxed"
+#else
+#define FAMILY_NAME "simd128"
+#endif
+
 /* ---- entry points: tiles of up to 4 tokens (Q4_K, Q6_K: 2), then single ones */
 
 static void gemm_q4_0(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int32_t n, float *y, size_t ldy, int valid) {
     int32_t t = 0;
+#if defined(__wasm_relaxed_simd__)
+    for (; t + 4 <= n; t += 4) q4_0_tile_relaxed(grp, a, t0 + t, 4, y + (size_t)t * ldy, ldy, valid);
+    for (; t < n; t++) q4_0_tile_relaxed(grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#else
     for (; t + 4 <= n; t += 4) q8_0_family_tile(true, grp, a, t0 + t, 4, y + (size_t)t * ldy, ldy, valid);
     for (; t < n; t++) q8_0_family_tile(true, grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#endif
 }
 
 static void gemm_q8_0(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int32_t n, float *y, size_t ldy, int valid) {
@@ -238,18 +410,28 @@ static void gemm_q8_0(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int3
 
 static void gemm_q4_K(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int32_t n, float *y, size_t ldy, int valid) {
     int32_t t = 0;
+#if defined(__wasm_relaxed_simd__)
+    for (; t + 2 <= n; t += 2) q4_K_tile_relaxed(grp, a, t0 + t, 2, y + (size_t)t * ldy, ldy, valid);
+    for (; t < n; t++) q4_K_tile_relaxed(grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#else
     for (; t + 2 <= n; t += 2) q4_K_tile(grp, a, t0 + t, 2, y + (size_t)t * ldy, ldy, valid);
     for (; t < n; t++) q4_K_tile(grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#endif
 }
 
 static void gemm_q6_K(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int32_t n, float *y, size_t ldy, int valid) {
     int32_t t = 0;
+#if defined(__wasm_relaxed_simd__)
+    for (; t + 2 <= n; t += 2) q6_K_tile_relaxed(grp, a, t0 + t, 2, y + (size_t)t * ldy, ldy, valid);
+    for (; t < n; t++) q6_K_tile_relaxed(grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#else
     for (; t + 2 <= n; t += 2) q6_K_tile(grp, a, t0 + t, 2, y + (size_t)t * ldy, ldy, valid);
     for (; t < n; t++) q6_K_tile(grp, a, t0 + t, 1, y + (size_t)t * ldy, ldy, valid);
+#endif
 }
 
 const sl_gemm_kernels sl_gemm_simd128 = {
-    .name = "simd128",
+    .name = FAMILY_NAME,
     .group_rows = G,
     .want_q16 = true,
     .layout = {

@@ -59,16 +59,23 @@ void sl_pool_barrier(sl_pool *p) { (void)p; }
 #define SPINS 20000
 
 /* The worker team, shared by every pool (one runs at a time: the engine is
- * driven by one JS thread). Lives in the shared linear memory. */
+ * driven by one JS thread). Lives in the shared linear memory.
+ *
+ * A task is published like a seqlock: the caller makes `generation` odd,
+ * writes fn/ctx/nth/pending, then makes it even again. A worker takes the
+ * fields only when it read the same even generation before and after them,
+ * so a worker that is not part of a task (ith >= nth) and wakes late can
+ * never mix the fields of two tasks and run one twice; a worker that is
+ * part of a task always reads it whole, because the caller waits for it
+ * before writing the next. */
 static struct {
     int n_prepared;
     void *stacks[MAX_WORKERS];
     atomic_int n_running;
     atomic_int stop;
-    atomic_int generation;      /* bumped once per task */
+    atomic_int failed;          /* a worker trapped (cpu_worker_failed) */
+    atomic_int generation;      /* +2 per task; odd while one is being written */
     atomic_int pending;         /* workers still running the current task */
-    /* the current task: atomics too (seen with V8's baseline compiler: plain
-       fields published this way were read stale by workers) */
     _Atomic(sl_task_fn) fn;
     _Atomic(void *) ctx;
     atomic_int nth;             /* threads of the current task (caller included) */
@@ -76,10 +83,26 @@ static struct {
     atomic_int barrier_phase;
 } team;
 
-/* Waits while *a == value: spins, then sleeps until notified. */
+/* Blocks while *a == value, for 1 ms at most. A function of its own, never
+ * inlined, and nothing is used after the wait: V8's baseline compiler
+ * (Liftoff; Node 20 / V8 11.3) clobbers a register that holds a live local
+ * across memory.atomic.wait32 (a loop `for (i..) { wait32(..); sum += i; }`
+ * never ends under --liftoff-only, and works under --no-liftoff). Inline,
+ * that corrupted the barrier's callers' loop counters: wrong results at
+ * random and hangs, mostly under load (more waits). Across a call, Liftoff
+ * keeps the caller's locals in memory. */
+__attribute__((noinline)) static void futex_wait(atomic_int *a, int value) {
+    __builtin_wasm_memory_atomic_wait32((int *)a, value, 1000000);
+}
+
+/* Waits while *a == value: spins, then sleeps until notified. Returns early
+ * once a worker has failed (the caller checks team.failed). */
 static void wait_while(atomic_int *a, int value) {
-    for (int spins = 0; atomic_load_explicit(a, memory_order_acquire) == value; spins++)
-        if (spins >= SPINS) __builtin_wasm_memory_atomic_wait32((int *)a, value, 1000000); /* 1 ms at most */
+    int spins = 0;
+    while (atomic_load(a) == value && !atomic_load(&team.failed)) {
+        if (spins < SPINS) spins++;
+        else futex_wait(a, value);
+    }
 }
 
 static void wake_all(atomic_int *a) { __builtin_wasm_memory_atomic_notify((int *)a, (unsigned)-1); }
@@ -98,24 +121,42 @@ __attribute__((export_name("cpu_threads_running"))) int cpu_threads_running(void
 
 __attribute__((export_name("cpu_threads_stop"))) void cpu_threads_stop(void) {
     atomic_store(&team.stop, 1);
-    atomic_fetch_add(&team.generation, 1);
+    atomic_fetch_add(&team.generation, 2);
     wake_all(&team.generation);
+}
+
+/* Called by JS in a worker whose cpu_worker_run trapped: the pool can no
+ * longer finish a task, so every wait ends and the caller's next (or
+ * current) sl_pool_run traps instead of waiting forever. */
+__attribute__((export_name("cpu_worker_failed"))) void cpu_worker_failed(int i) {
+    (void)i;
+    atomic_store(&team.failed, 1);
+    wake_all(&team.generation);
+    wake_all(&team.pending);
+    wake_all(&team.barrier_phase);
 }
 
 /* A worker's loop: runs each task it takes part in (thread i+1 of nth). */
 __attribute__((noinline)) static void worker_loop(int i) {
-    int seen = atomic_load(&team.generation);
+    const int ith = i + 1;
+    int seen = atomic_load(&team.generation) & ~1;
     atomic_fetch_add(&team.n_running, 1);
     for (;;) {
-        wait_while(&team.generation, seen);
+        int gen = atomic_load(&team.generation);
+        if (gen == seen || (gen & 1)) {
+            wait_while(&team.generation, gen);
+            if (atomic_load(&team.failed)) break;
+            continue;
+        }
         if (atomic_load(&team.stop)) break;
-        seen = atomic_load(&team.generation);
-        atomic_thread_fence(memory_order_seq_cst); /* the task's own data, written before it was published */
-        int ith = i + 1, nth = atomic_load(&team.nth);
+        const int nth = atomic_load(&team.nth);
+        sl_task_fn fn = atomic_load(&team.fn);
+        void *ctx = atomic_load(&team.ctx);
+        if (atomic_load(&team.generation) != gen) continue; /* rewritten meanwhile: not ours */
+        seen = gen;
         if (ith < nth) {
-            sl_task_fn fn = atomic_load(&team.fn);
-            fn(atomic_load(&team.ctx), ith, nth);
-            if (atomic_fetch_sub_explicit(&team.pending, 1, memory_order_acq_rel) == 1) wake_all(&team.pending);
+            fn(ctx, ith, nth);
+            if (atomic_fetch_sub(&team.pending, 1) == 1) wake_all(&team.pending);
         }
     }
     atomic_fetch_sub(&team.n_running, 1);
@@ -154,7 +195,15 @@ void sl_pool_free(sl_pool *p) { free(p); }
 
 int sl_pool_size(const sl_pool *p) { return p->n; }
 
+/* A worker trapped (its Worker reported why): this task's results are
+ * incomplete, so the engine's call must fail. A trap reaches JS as a
+ * WebAssembly.RuntimeError from the export, rather than a silent hang. */
+static void check_workers(void) {
+    if (atomic_load(&team.failed)) __builtin_trap();
+}
+
 void sl_pool_run(sl_pool *p, sl_task_fn fn, void *ctx) {
+    check_workers();
     /* workers may have stopped since the pool was made */
     int n = p->n < sl_cpu_count() ? p->n : sl_cpu_count();
     if (n <= 1) {
@@ -162,26 +211,27 @@ void sl_pool_run(sl_pool *p, sl_task_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    atomic_fetch_add(&team.generation, 1); /* odd: being written */
     atomic_store(&team.fn, fn);
     atomic_store(&team.ctx, ctx);
     atomic_store(&team.nth, n);
     atomic_store(&team.pending, n - 1);
-    atomic_thread_fence(memory_order_seq_cst);
-    atomic_fetch_add(&team.generation, 1); /* seq_cst: publishes the task */
+    atomic_fetch_add(&team.generation, 1); /* even: published (wasm atomics are sequentially consistent) */
     wake_all(&team.generation);
     fn(ctx, 0, n);
-    for (int pending; (pending = atomic_load_explicit(&team.pending, memory_order_acquire)) > 0;)
+    for (int pending; (pending = atomic_load(&team.pending)) > 0 && !atomic_load(&team.failed);)
         wait_while(&team.pending, pending);
+    check_workers();
 }
 
 void sl_pool_barrier(sl_pool *p) {
     (void)p;
     const int nth = atomic_load(&team.nth);
     if (nth <= 1) return;
-    int phase = atomic_load_explicit(&team.barrier_phase, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&team.barrier_count, 1, memory_order_acq_rel) == nth - 1) {
-        atomic_store_explicit(&team.barrier_count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&team.barrier_phase, 1, memory_order_release);
+    int phase = atomic_load(&team.barrier_phase);
+    if (atomic_fetch_add(&team.barrier_count, 1) == nth - 1) {
+        atomic_store(&team.barrier_count, 0);
+        atomic_fetch_add(&team.barrier_phase, 1);
         wake_all(&team.barrier_phase);
         return;
     }
@@ -189,16 +239,15 @@ void sl_pool_barrier(sl_pool *p) {
 }
 
 /* A check of the pool on the running workers (tests/web/cpu_threads.test.mjs):
- * every thread counts through `phases` barriers, three tasks in a row;
- * returns the number of phases that saw a wrong count plus the threads that
- * did not run each task once, or -1 when fewer than 2 threads run. The
- * state is static: on V8's baseline tier, a first call kept it in the
- * caller's stack frame saw stray counts (not understood; the engine's own
- * tasks, whose state is on the stack, give identical logits on 1 and 2
- * threads in both tiers). */
+ * tasks on pools of 2 .. all threads in turn (so some workers sit a task
+ * out), each thread counting through `phases` barriers, with one thread in
+ * turn held back now and then so that the others stop spinning and block.
+ * Returns the number of phases that saw a wrong count plus the threads that
+ * did not run exactly the tasks they were part of, or -1 when fewer than 2
+ * threads run. */
 typedef struct selftest {
     sl_pool *pool;
-    atomic_int count, errors;
+    atomic_int count, errors, sink;
     atomic_int arrived[32]; /* tasks each thread ran */
     int phases;
 } selftest;
@@ -207,6 +256,8 @@ static void selftest_task(void *arg, int ith, int nth) {
     selftest *t = arg;
     atomic_fetch_add(&t->arrived[ith & 31], 1);
     for (int phase = 0; phase < t->phases; phase++) {
+        if (phase % 8 == 0 && phase / 8 % nth == ith) /* longer than the others spin */
+            for (int i = 0; i < 4 * SPINS; i++) atomic_fetch_add(&t->sink, 1);
         atomic_fetch_add(&t->count, 1);
         sl_pool_barrier(t->pool);
         if (atomic_load(&t->count) != nth * (phase + 1)) atomic_fetch_add(&t->errors, 1);
@@ -216,20 +267,23 @@ static void selftest_task(void *arg, int ith, int nth) {
 
 __attribute__((export_name("cpu_threads_selftest"))) int cpu_threads_selftest(int phases) {
     static selftest t;
-    sl_error err;
     memset(&t, 0, sizeof t);
-    t.pool = sl_pool_new(0, &err);
     t.phases = phases;
-    if (!t.pool) return -1;
-    int n = sl_pool_size(t.pool);
-    for (int rep = 0; rep < 3; rep++) {
+    const int n = sl_cpu_count() < 32 ? sl_cpu_count() : 32;
+    if (n < 2) return -1;
+    int expected[32] = {0};
+    for (int task = 0; task < 2 * (n - 1); task++) {
+        const int size = 2 + task % (n - 1);
+        sl_error err;
+        t.pool = sl_pool_new(size, &err);
+        if (!t.pool) return -1;
         atomic_store(&t.count, 0);
         sl_pool_run(t.pool, selftest_task, &t);
+        sl_pool_free(t.pool);
+        for (int i = 0; i < size; i++) expected[i]++;
     }
-    sl_pool_free(t.pool);
-    if (n < 2) return -1;
     int missed = 0;
-    for (int i = 0; i < n && i < 32; i++) missed += atomic_load(&t.arrived[i]) != 3;
+    for (int i = 0; i < n; i++) missed += atomic_load(&t.arrived[i]) != expected[i];
     return atomic_load(&t.errors) + missed;
 }
 

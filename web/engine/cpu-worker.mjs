@@ -23,11 +23,15 @@ function workerImports(module, memory) {
 }
 
 function run({ module, memory, index }, post) {
+  let instance = null;
   try {
-    const instance = new WebAssembly.Instance(module, workerImports(module, memory));
+    instance = new WebAssembly.Instance(module, workerImports(module, memory));
     instance.exports.cpu_worker_run(index); // returns after cpu_threads_stop()
     post({ done: index });
   } catch (e) {
+    // A trap mid-task: tell the pool, whose caller would otherwise wait for
+    // this worker forever (its sl_pool_run traps instead).
+    instance?.exports.cpu_worker_failed?.(index);
     post({ error: `cpu worker ${index}: ${e.message}` });
   }
 }

@@ -170,13 +170,17 @@ export class Engine {
   // threads: CPU threads for the 'cpu' backend (caller included; > 1 uses the
   // threaded build on Workers where shared memory works: engine.threads says
   // how many run).
-  static async create({ wasm = DEFAULT_WASM_URL, wasmMt = null, backend = 'cpu', gpu = {}, threads = 1 } = {}) {
+  // wasmRelaxed, wasmRelaxedMt: the relaxed-SIMD builds when `wasm` is not the
+  // default (used where the engine runs relaxed SIMD; see wasm.mjs).
+  static async create({ wasm = DEFAULT_WASM_URL, wasmMt = null, wasmRelaxed = null, wasmRelaxedMt = null, backend = 'cpu',
+    gpu = {}, threads = 1 } = {}) {
     const factory = typeof backend === 'object' ? backend
       : backend === 'cpu' ? cpuBackend()
         : backend === 'webgpu' ? await webgpuBackend(gpu)
           : null;
     if (!factory) throw new EngineError(`unknown backend '${backend}' (cpu or webgpu)`);
-    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {}, threads: factory.name === 'cpu' ? threads : 1, mtSource: wasmMt });
+    const mod = await loadEngineModule(wasm, { imports: factory.imports ?? {}, threads: factory.name === 'cpu' ? threads : 1,
+      mtSource: wasmMt, relaxedSource: wasmRelaxed, relaxedMtSource: wasmRelaxedMt });
     factory.attach?.(mod);
     return new Engine(mod, factory);
   }

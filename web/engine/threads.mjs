@@ -61,11 +61,14 @@ export async function startWorkers(mod, module, n, { timeoutMs = 20000 } = {}) {
   const ex = mod.exports;
   const count = ex.cpu_threads_prepare(n);
   const workers = [];
-  let failure = null;
+  let failure = null, started = false;
   for (let i = 0; i < count; i++) {
     const w = await spawn({ module, memory: mod.memory, index: i });
-    w.onMessage((m) => { if (m?.error) failure ??= m.error; });
-    w.onError((e) => { failure ??= `cpu worker ${i}: ${e.message ?? e}`; });
+    // after the start, a failure also makes the engine's next call throw
+    // (src/wasm/threadpool_wasm.c): say why here
+    const fail = (msg) => { if (started) console.error(`stream-llm: ${msg}`); else failure ??= msg; };
+    w.onMessage((m) => { if (m?.error) fail(m.error); });
+    w.onError((e) => fail(`cpu worker ${i}: ${e.message ?? e}`));
     workers.push(w);
   }
   const t0 = Date.now();
@@ -87,5 +90,6 @@ export async function startWorkers(mod, module, n, { timeoutMs = 20000 } = {}) {
     stop();
     throw new Error(failure);
   }
+  started = true;
   return { count, stop };
 }

@@ -159,17 +159,38 @@ export class EngineModule {
 // The threaded build (make wasm), run on worker threads when threads > 1.
 export const DEFAULT_WASM_MT_URL = new URL('../../build/wasm/engine-mt.wasm', import.meta.url);
 
+// The relaxed-SIMD builds of both (make wasm with clang-16): faster int8 dot
+// products (src/cpu/gemm_wasm.c), the same results bit for bit. Used where
+// the engine runs relaxed SIMD: Chrome >= 114, Node 20 with
+// --experimental-wasm-relaxed-simd.
+export const DEFAULT_WASM_RELAXED_URL = new URL('../../build/wasm/engine-relaxed.wasm', import.meta.url);
+export const DEFAULT_WASM_RELAXED_MT_URL = new URL('../../build/wasm/engine-relaxed-mt.wasm', import.meta.url);
+
+// A module with one relaxed-SIMD instruction (i16x8.relaxed_dot_i8x16_i7x16_s).
+const ZEROS = new Array(16).fill(0);
+const RELAXED_PROBE = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1, 0x7b, 3, 2, 1, 0,
+  10, 0x2b, 1, 0x29, 0, 0xfd, 0x0c, ...ZEROS, 0xfd, 0x0c, ...ZEROS, 0xfd, 0x92, 0x02, 0x0b]);
+export const relaxedSimdSupported = () => WebAssembly.validate(RELAXED_PROBE);
+
 // Loads and instantiates the engine. options.imports: more import modules,
 // e.g. { webgpu: bridge.imports }; their functions can reach the memory
 // through the returned EngineModule once this resolves. options.threads:
 // CPU threads wanted (caller included); above 1, where shared memory works,
 // the default module becomes the threaded build and its workers start
 // (threads.mjs); mod.threads says how many run. mtSource: where the
-// threaded build is when `source` is not the default (e.g. a page's URL).
-export async function loadEngineModule(source = DEFAULT_WASM_URL, { imports = {}, threads = 1, mtSource = null } = {}) {
-  const mt = threads > 1 && (mtSource || source === DEFAULT_WASM_URL) && threadsSupported();
+// threaded build is when `source` is not the default (e.g. a page's URL);
+// relaxedSource, relaxedMtSource: the same for the relaxed-SIMD builds,
+// preferred where relaxedSimdSupported() (a missing one is skipped).
+export async function loadEngineModule(source = DEFAULT_WASM_URL,
+  { imports = {}, threads = 1, mtSource = null, relaxedSource = null, relaxedMtSource = null } = {}) {
+  const isDefault = source === DEFAULT_WASM_URL;
+  const mt = threads > 1 && (mtSource || isDefault) && threadsSupported();
+  const relaxed = relaxedSimdSupported();
+  const tryCompile = (src) => (src ? compile(src).catch(() => null) : null); /* not there: the next choice */
   let module = null;
-  if (mt) module = await compile(mtSource ?? DEFAULT_WASM_MT_URL).catch(() => null); /* not there: one thread */
+  if (mt && relaxed) module = await tryCompile(relaxedMtSource ?? (isDefault ? DEFAULT_WASM_RELAXED_MT_URL : null));
+  if (mt) module ??= await tryCompile(mtSource ?? DEFAULT_WASM_MT_URL);
+  if (relaxed) module ??= await tryCompile(relaxedSource ?? (isDefault ? DEFAULT_WASM_RELAXED_URL : null));
   module ??= await compile(source);
   let memory = null;
   const importObject = missingImports(module, imports);

@@ -298,7 +298,9 @@ export class EngineHost {
         // Node); else one thread. Opt-in for now: the pool's barrier
         // self-test still fails now and then under heavy load (issue 8).
         const threads = name === 'cpu' ? Math.max(1, Math.min(8, options.threads ?? 1)) : 1;
-        engine = await Engine.create({ wasm: options.wasmUrl, wasmMt: options.wasmMtUrl ?? null, backend: name, gpu: options.gpu ?? {}, threads });
+        engine = await Engine.create({ wasm: options.wasmUrl, wasmMt: options.wasmMtUrl ?? null,
+          wasmRelaxed: options.wasmRelaxedUrl ?? null, wasmRelaxedMt: options.wasmRelaxedMtUrl ?? null,
+          backend: name, gpu: options.gpu ?? {}, threads });
         const info = await engine.loadStream(wm, { nCtx: options.contextLength ?? 0, signal: ctrl.signal });
         this.engine = engine;
         this.cached = [];
