@@ -12,10 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* When an op is recorded: always, or only in decode programs whose keys fit
+ * one attention split (direct attention) or need several (split + merge). */
+enum { OP_ALWAYS, OP_ONE_SPLIT, OP_SPLITS };
+
 /* One dispatch of a program: a kernel with its bindings. */
 typedef struct gpu_op {
     sl_gpu_kernel_desc desc;
     int32_t pipeline, bind_group;
+    int when;
 } gpu_op;
 
 typedef struct op_list {
@@ -47,10 +52,9 @@ struct sl_gpu_engine {
     uint64_t *uploaded;     /* bytes uploaded per plan tensor */
     pipeline *pipes;
     int n_pipes, cap_pipes;
-    /* decode layers with split attention (dec) or, while the keys fit one
-     * split, attention writing its output directly (dec1) */
-    op_list embed, dec_layers, dec1_layers, pre_layers, final_norm, out_mv, out_mm;
-    int *dec_start, *dec1_start, *pre_start; /* [n_layer + 1]: first op of each layer in its list */
+    op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm;
+    int *dec_start, *pre_start; /* [n_layer + 1]: first op of each layer in dec_layers / pre_layers */
+    bool fused;             /* decode runs the fused kernels (fused_decode_ok) */
     program *progs;
     int n_progs, cap_progs;
     int32_t n_past;
@@ -156,7 +160,7 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
         l->v = nv;
         l->cap = nc;
     }
-    l->v[l->n++] = (gpu_op){*d, pipe, bg};
+    l->v[l->n++] = (gpu_op){*d, pipe, bg, OP_ALWAYS};
     return 0;
 }
 
@@ -311,16 +315,14 @@ static int add_qkv_unfused(sl_gpu_engine *e, op_list *l, int il, sl_gpu_kernel m
     return 0;
 }
 
-enum { LAYERS_PREFILL, LAYERS_DECODE_SPLIT, LAYERS_DECODE_DIRECT };
-
 /* The ops of every layer, for prefill (mat-muls) or decode (mat-vecs; the
- * fused kernels where they apply; attention split over the keys and merged,
- * or, for contexts within one split, direct). */
-static int build_layers(sl_gpu_engine *e, op_list *l, int *start, int mode, sl_error *err) {
+ * fused kernels where they apply; attention direct while the keys fit one
+ * split, else split over the keys and merged: both are in the list, each
+ * recorded only in the programs it applies to). */
+static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, sl_error *err) {
     const sl_hparams *hp = &e->m->hp;
     const sl_gpu_plan *p = e->plan;
-    const bool decode = mode != LAYERS_PREFILL;
-    const bool fused = decode && fused_decode_ok(e);
+    const bool fused = decode && e->fused;
     const sl_gpu_kernel mk = decode ? SL_GK_MATVEC : SL_GK_MATMUL;
     sl_gpu_kernel_desc head = {.n_head = (uint32_t)hp->n_head, .n_head_kv = (uint32_t)hp->n_head_kv,
                                .head_dim = (uint32_t)hp->head_dim, .n_rot = (uint32_t)hp->n_rot,
@@ -342,20 +344,21 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, int mode, sl_e
         /* attention */
         if (fused ? add_qkv(e, l, il, &head, err) : add_qkv_unfused(e, l, il, mk, &head, err)) return -1;
         sl_gpu_kernel_desc d = head;
-        if (mode == LAYERS_DECODE_DIRECT) {
+        if (decode) {
             d.kernel = SL_GK_ATTN_DECODE;
             d.attn_direct = true;
             wg_binding ad[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
                                 bnd_act(e, 4, SL_ACT_ATT)};
             if (add_op(e, l, &d, ad, 4, err)) return -1;
-        } else if (decode) {
-            d.kernel = SL_GK_ATTN_DECODE;
-            wg_binding ad[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
-                                bnd_act(e, 4, SL_ACT_PART)};
+            l->v[l->n - 1].when = OP_ONE_SPLIT;
+            d.attn_direct = false;
+            ad[3] = bnd_act(e, 4, SL_ACT_PART);
             if (add_op(e, l, &d, ad, 4, err)) return -1;
+            l->v[l->n - 1].when = OP_SPLITS;
             d.kernel = SL_GK_ATTN_MERGE;
             wg_binding am[2] = {bnd_act(e, 1, SL_ACT_PART), bnd_act(e, 2, SL_ACT_ATT)};
             if (add_op(e, l, &d, am, 2, err)) return -1;
+            l->v[l->n - 1].when = OP_SPLITS;
         } else {
             d.kernel = SL_GK_ATTN_PREFILL;
             wg_binding ap[4] = {bnd_act(e, 1, SL_ACT_Q), bnd_whole(e, 2, p->buf_k[il]), bnd_whole(e, 3, p->buf_v[il]),
@@ -399,14 +402,13 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
         if (add_op(e, &e->embed, &d, b, 3, err)) return -1;
     }
     e->dec_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->dec_start);
-    e->dec1_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->dec1_start);
     e->pre_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->pre_start);
-    if (!e->dec_start || !e->dec1_start || !e->pre_start) return sl_err(err, "out of memory");
+    if (!e->dec_start || !e->pre_start) return sl_err(err, "out of memory");
+    e->fused = fused_decode_ok(e);
     /* the head's mat-vec norms the last token itself (no final norm dispatch) */
     wg_binding on_vec = bnd_vec(e, 4, on);
-    if (build_layers(e, &e->dec_layers, e->dec_start, LAYERS_DECODE_SPLIT, err) ||
-        build_layers(e, &e->dec1_layers, e->dec1_start, LAYERS_DECODE_DIRECT, err) ||
-        build_layers(e, &e->pre_layers, e->pre_start, LAYERS_PREFILL, err) ||
+    if (build_layers(e, &e->dec_layers, e->dec_start, true, err) ||
+        build_layers(e, &e->pre_layers, e->pre_start, false, err) ||
         add_rmsnorm(e, &e->final_norm, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_OUT), on, err) ||
         add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_X), bnd_whole(e, 3, p->buf_logits),
                    SL_EPI_NONE, &on_vec, err) ||
@@ -422,6 +424,8 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
 static void record_list(sl_gpu_engine *e, int32_t prog, const op_list *l, int from, int to, uint32_t n_tokens,
                         uint32_t n_splits, int *count) {
     for (int i = from; i < to; i++) {
+        int when = l->v[i].when;
+        if ((when == OP_ONE_SPLIT && n_splits != 1) || (when == OP_SPLITS && n_splits == 1)) continue;
         uint32_t g[3];
         sl_gpu_kernel_grid(&l->v[i].desc, n_tokens, n_splits, e->plan->caps.max_workgroups, g);
         wg_program_dispatch(prog, l->v[i].pipeline, l->v[i].bind_group, g[0], g[1], g[2]);
@@ -453,9 +457,8 @@ static const program *get_program(sl_gpu_engine *e, int kind, int seg, uint32_t 
         return NULL;
     }
     int count = 0;
-    const bool direct = kind == PROG_DECODE && n_splits == 1;
-    const op_list *layers = kind != PROG_DECODE ? &e->pre_layers : direct ? &e->dec1_layers : &e->dec_layers;
-    const int *start = kind != PROG_DECODE ? e->pre_start : direct ? e->dec1_start : e->dec_start;
+    const op_list *layers = kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers;
+    const int *start = kind == PROG_DECODE ? e->dec_start : e->pre_start;
     const int R = e->plan->n_resident;
     if (seg == 0) record_list(e, h, &e->embed, 0, e->embed.n, n_cap, n_splits, &count);
     if (seg == 0) record_list(e, h, layers, start[0], start[R], n_cap, n_splits, &count);
@@ -542,7 +545,7 @@ static void free_list(op_list *l) {
 
 void sl_gpu_engine_free(sl_gpu_engine *e) {
     if (!e) return;
-    op_list *lists[] = {&e->embed, &e->dec_layers, &e->dec1_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
+    op_list *lists[] = {&e->embed, &e->dec_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) free_list(lists[i]);
     for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
     free(e->progs);
@@ -557,7 +560,6 @@ void sl_gpu_engine_free(sl_gpu_engine *e) {
     free(e->bufs);
     free(e->uploaded);
     free(e->dec_start);
-    free(e->dec1_start);
     free(e->pre_start);
     free(e->tok);
     sl_gpu_plan_free(e->plan);
@@ -569,7 +571,7 @@ int32_t sl_gpu_n_ctx(const sl_gpu_engine *e) { return e->plan->n_ctx; }
 int32_t sl_gpu_n_past(const sl_gpu_engine *e) { return e->n_past; }
 int sl_gpu_n_programs(const sl_gpu_engine *e) { return e->n_progs; }
 int sl_gpu_last_dispatches(const sl_gpu_engine *e) { return e->last_dispatches; }
-bool sl_gpu_decode_fused(const sl_gpu_engine *e) { return fused_decode_ok(e); }
+bool sl_gpu_decode_fused(const sl_gpu_engine *e) { return e->fused; }
 int64_t sl_gpu_pending_floats(const sl_gpu_engine *e) { return e->pending_bytes / 4; }
 
 void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {
