@@ -14,6 +14,7 @@
 // kernel (separate passes add time of their own: a breakdown, not a speed).
 import path from 'node:path';
 import { Engine } from '../web/engine/engine.mjs';
+import { median, benchTokens } from './lib.mjs';
 import { webgpuBackend } from '../web/engine/webgpu.mjs';
 
 const args = process.argv.slice(2);
@@ -39,10 +40,6 @@ if (!opt.m) {
   process.exit(2);
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 // Copy bandwidth: a grid-stride vec4<f32> copy between two buffers of up to
 // 256 MiB (within the device's limits), timed over many dispatches.
@@ -91,12 +88,7 @@ const engine = await Engine.create({ wasm: opt.wasm, backend: factory });
 const info = await engine.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
 const plan = engine.backend.plan;
 const V = info.n_vocab;
-const toks = [];
-let state = 12345;
-for (let i = 0; i < Math.max(opt.p, opt.n); i++) {
-  state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-  toks.push((state >>> 8) % V);
-}
+const toks = benchTokens(V, Math.max(opt.p, opt.n));
 
 // host time spent recording and submitting dispatches, per token of the last tg run
 let encodeUsPerToken = null;

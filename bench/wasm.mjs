@@ -15,6 +15,8 @@
 import { existsSync } from 'node:fs';
 import v8 from 'node:v8';
 import { Engine } from '../web/engine/engine.mjs';
+import { median, benchTokens } from './lib.mjs';
+import { relaxedSimdSupported, DEFAULT_WASM_RELAXED_URL, DEFAULT_WASM_RELAXED_MT_URL } from '../web/engine/wasm.mjs';
 
 // Relaxed SIMD is on in Chrome >= 114, behind a flag in Node 20.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -42,20 +44,11 @@ if (!opt.m) {
   process.exit(2);
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
-// A module with one relaxed-SIMD instruction (i16x8.relaxed_dot_i8x16_i7x16_s).
-const zeros = new Array(16).fill(0);
-const RELAXED_PROBE = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1, 0x7b, 3, 2, 1, 0,
-  10, 0x2b, 1, 0x29, 0, 0xfd, 0x0c, ...zeros, 0xfd, 0x0c, ...zeros, 0xfd, 0x92, 0x02, 0x0b]);
-const relaxedBuild = [new URL('../build/wasm/engine-relaxed.wasm', import.meta.url).pathname,
-  new URL('../build/wasm/engine-relaxed-mt.wasm', import.meta.url).pathname];
+const relaxedBuild = [DEFAULT_WASM_RELAXED_URL.pathname, DEFAULT_WASM_RELAXED_MT_URL.pathname];
 let build = opt.wasm ? 'given' : 'simd128';
 if (!opt.wasm && opt.simd !== 'simd128') {
-  const usable = WebAssembly.validate(RELAXED_PROBE) && relaxedBuild.every((f) => existsSync(f));
+  const usable = relaxedSimdSupported() && relaxedBuild.every((f) => existsSync(f));
   if (!usable && opt.simd === 'relaxed') {
     console.error('bench/wasm.mjs: no relaxed-SIMD build (make wasm with clang-16) or this Node has no relaxed SIMD');
     process.exit(2);
@@ -66,12 +59,7 @@ if (!opt.wasm && opt.simd !== 'simd128') {
 const engine = await Engine.create({ wasm: opt.wasm, wasmMt: opt.wasmMt, backend: 'cpu', threads: opt.t });
 const info = await engine.load(opt.m, { nCtx: Math.max(opt.p, opt.n, 1), nBatch: Math.max(opt.p, 1) });
 const V = info.n_vocab;
-const toks = [];
-let state = 12345;
-for (let i = 0; i < Math.max(opt.p, opt.n); i++) {
-  state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-  toks.push((state >>> 8) % V);
-}
+const toks = benchTokens(V, Math.max(opt.p, opt.n));
 
 // One timed run: tokens/s (wall clock) and CPU milliseconds per token (all
 // threads of the process; with one thread, a figure that other load on the
