@@ -120,6 +120,20 @@ static ALWAYS_INLINE v128_t bytes4_i32(const uint8_t *p) {
     return wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(wasm_v128_load32_zero(p)));
 }
 
+/* The end of a Q4_K super-block for nt tokens: the integer sums of quants
+ * (isum) and of mins (msum) scaled by the rows' d and dmin (at sp) and the
+ * tokens' scales, into acc. Shared by the SIMD128 and relaxed tiles. */
+static ALWAYS_INLINE void q4_K_block_end(v128_t *acc, const v128_t *isum, const v128_t *msum, const uint8_t *sp,
+                                         const sl_gemm_act *a, int32_t t0, int nt, int64_t nb, int64_t b) {
+    const v128_t dw = scales4(sp), dmin = scales4(sp + 4 * G);
+    #pragma unroll
+    for (int t = 0; t < nt; t++) {
+        const v128_t yd = wasm_f32x4_splat(a->d[(size_t)(t0 + t) * nb + b]);
+        acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum[t]), wasm_f32x4_mul(dw, yd)));
+        acc[t] = wasm_f32x4_sub(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(msum[t]), wasm_f32x4_mul(dmin, yd)));
+    }
+}
+
 static ALWAYS_INLINE void q4_K_tile(const uint8_t *grp, const sl_gemm_act *a, int32_t t0, int nt, float *y,
                                     size_t ldy, int valid) {
     const int64_t nb = a->cols / QK_K, n32 = a->cols / 32;
@@ -166,13 +180,7 @@ static ALWAYS_INLINE void q4_K_tile(const uint8_t *grp, const sl_gemm_act *a, in
                 msum[t] = wasm_i32x4_add(msum[t], wasm_i32x4_dot_i16x8(mins, sums));
             }
         }
-        const v128_t dw = scales4(sp), dmin = scales4(sp + 4 * G);
-        #pragma unroll
-        for (int t = 0; t < nt; t++) {
-            const v128_t yd = wasm_f32x4_splat(a->d[(size_t)(t0 + t) * nb + b]);
-            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum[t]), wasm_f32x4_mul(dw, yd)));
-            acc[t] = wasm_f32x4_sub(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(msum[t]), wasm_f32x4_mul(dmin, yd)));
-        }
+        q4_K_block_end(acc, isum, msum, sp, a, t0, nt, nb, b);
     }
     store_rows(y, ldy, nt, acc, valid);
 }
@@ -331,13 +339,7 @@ static ALWAYS_INLINE void q4_K_tile_relaxed(const uint8_t *grp, const sl_gemm_ac
                 msum[t] = wasm_i32x4_add(msum[t], wasm_i32x4_dot_i16x8(mins, sums));
             }
         }
-        const v128_t dw = scales4(sp), dmin = scales4(sp + 4 * G);
-        #pragma unroll
-        for (int t = 0; t < nt; t++) {
-            const v128_t yd = wasm_f32x4_splat(a->d[(size_t)(t0 + t) * nb + b]);
-            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isum[t]), wasm_f32x4_mul(dw, yd)));
-            acc[t] = wasm_f32x4_sub(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(msum[t]), wasm_f32x4_mul(dmin, yd)));
-        }
+        q4_K_block_end(acc, isum, msum, sp, a, t0, nt, nb, b);
     }
     store_rows(y, ldy, nt, acc, valid);
 }
