@@ -31,7 +31,7 @@ const opt = (name, def) => {
   return i >= 0 ? args.splice(i, 2)[1] : def;
 };
 const runs = Number(opt('-r', 3));
-const conc = Number(opt('-c', 4));
+const conc = Number(opt('-c', 6)); // the manager's default
 const workersOpt = opt('-w', null);
 const workers = workersOpt === null ? null : Number(workersOpt);
 const tmpBase = opt('--tmp', tmpdir());

@@ -207,6 +207,23 @@ for (const [mode, opt] of MODES) {
   });
 }
 
+for (const [mode, opt] of MODES) {
+  test(`blocks (${mode}): redirects are followed, for the manifest and for each shard's Ranges`, async (t) => {
+    const { model, srv } = await setup(t);
+    srv.fault({ file: 'manifest.json', kind: 'redirect', status: 302 });
+    srv.fault({ file: null, kind: 'redirect', status: 307, times: 1000 });
+    const sink = recordingSink();
+    const wm = new StreamWeightManager({ url: srv.url('manifest.json'), ...opt, ...FAST });
+    await wm.load(sink);
+    assert.equal(sinkMatches(sink, model), true);
+    for (const sh of model.shards) {
+      const log = srv.log.filter((e) => e.file === sh.file);
+      assert.ok(log.some((e) => e.status === 307), `${sh.file} was redirected`);
+      assert.equal(log.filter((e) => e.status !== 307).reduce((n, e) => n + e.bytes, 0), sh.data.length, `${sh.file}: each byte once, from /cdn/`);
+    }
+  });
+}
+
 // Every sink call as [tensor, offset, length, sha256 of the bytes].
 function tracingSink() {
   const calls = [];

@@ -23,6 +23,8 @@
 //   length  declare Content-Length `declared` (more or less than what is sent)
 //   norange ignore the Range header (200 with the whole file)
 //   slow    send at most `rate` bytes per second
+//   redirect  answer `status` (302 ...) with Location /cdn/NAME, where the same
+//           directory is served without faults (as a CDN behind a hub does)
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -93,8 +95,9 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
     }
     let name;
     let file;
-    if (u.pathname.startsWith('/m/')) {
-      name = decodeURIComponent(u.pathname.slice(3));
+    const cdn = u.pathname.startsWith('/cdn/');
+    if (u.pathname.startsWith('/m/') || cdn) {
+      name = decodeURIComponent(u.pathname.slice(cdn ? 5 : 3));
       if (name.includes('/') || name.startsWith('.')) name = null;
       file = name && path.join(state.dir, name);
     } else if (root) {
@@ -107,7 +110,14 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
     }
     const entry = { file: name, method: req.method, range: req.headers.range ?? null, status: 0, bytes: 0, fault: null };
     state.log.push(entry);
-    const statusFault = name && takeFault(name, ['status']);
+    const redirect = name && !cdn && takeFault(name, ['redirect']);
+    if (redirect) {
+      entry.status = redirect.status;
+      entry.fault = 'redirect';
+      res.writeHead(redirect.status, { ...common, Location: `/cdn/${encodeURIComponent(name)}`, 'Content-Type': 'text/plain' });
+      return res.end('moved');
+    }
+    const statusFault = name && !cdn && takeFault(name, ['status']);
     if (statusFault) {
       entry.status = statusFault.status;
       entry.fault = 'status';

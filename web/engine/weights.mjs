@@ -17,7 +17,8 @@
 //                       // in Node also a file: URL
 //     store,            // a cache store (await openStore(...)), or null: no persistence
 //     fetch,            // default globalThis.fetch (file: URLs: read from disk, Node)
-//     concurrency: 4,   // shards downloaded at once
+//     concurrency: 6,   // shards downloaded at once (a browser opens at most 6 HTTP/1.1
+//                       // connections per host; more would wait, and could time out)
 //     retries: 5,       // failed requests in a row (no byte received) before giving up
 //     onProgress,       // (p) => {}, see below
 //     modelId,          // key of the model in the cache (default: url)
@@ -109,7 +110,7 @@
 //    (same SHA-256, same blob) and drops the rest.
 
 import { newSha256, Sha256, HashPool } from './sha256.mjs';
-import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount } from './download.mjs';
+import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount, isNode, nodeHttpFetch } from './download.mjs';
 import {
   WeightError, HttpError, NetworkError, IntegrityError, ManifestError, QuotaError, AbortError, KEY_PATTERN,
 } from './store-common.mjs';
@@ -199,7 +200,7 @@ export function parseManifest(m, base) {
 
 export class StreamWeightManager {
   constructor({
-    url, manifestUrl, mode, store = null, fetch = null, concurrency = 4, retries = 5, integrityAttempts = 3,
+    url, manifestUrl, mode, store = null, fetch = null, concurrency = 6, retries = 5, integrityAttempts = 3,
     backoffMs = 250, maxBackoffMs = 8000, stallMs = 30000, chunkBytes = 256 * 1024, onProgress = null, modelId = null,
     verifyCached = false, sha256 = null, gc = true, hashWorkers = null, downloadWorkers = null,
   } = {}) {
@@ -237,7 +238,8 @@ export class StreamWeightManager {
     this.counters = {
       networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, downloadWorkers: 0, rereadBytes: 0,
     };
-    this.net = new Fetcher({ fetch, retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
+    // in Node, node:http (see nodeHttpFetch) unless the caller gave a fetch
+    this.net = new Fetcher({ fetch: fetch ?? (isNode() ? nodeHttpFetch : null), retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
     this.progress = null;
   }
 
@@ -354,7 +356,8 @@ export class StreamWeightManager {
         await this.manifest({ signal });
         this.#initProgress();
         this.#emit(true);
-        await this.#checkQuota(); // before any byte: the manifest has every size
+        // before any byte: the manifest has every size
+        if ((await this.#checkQuota()) !== 0) this.#prestartDownloads();
         await this.#recordPending();
         await this.#headers(sink, ctrl.signal);
       } else {
@@ -726,6 +729,13 @@ export class StreamWeightManager {
     return this.downloadPool;
   }
 
+  // Starts the download Workers while the headers are fetched (a Worker
+  // takes tens of milliseconds to start; a small model's whole download
+  // takes a few hundred).
+  #prestartDownloads() {
+    if (this.shards.some((s) => s.blockSha256)) this.#downloads().catch(() => {});
+  }
+
   async #fromNetwork(sh, sink, ps, signal) {
     ps.source = 'network';
     let lastError = null;
@@ -885,15 +895,17 @@ export class StreamWeightManager {
 
   // ---- quota, records, locks ----
 
+  // Resolves to the bytes the load will fetch (null without a store).
   async #checkQuota() {
-    if (!this.store) return;
+    if (!this.store) return null;
     const needed = await this.#needed();
-    if (needed === 0) return;
+    if (needed === 0) return 0;
     const est = await this.store.estimate?.();
-    if (!est || !Number.isFinite(est.quota)) return;
+    if (!est || !Number.isFinite(est.quota)) return needed;
     const available = Math.max(0, est.quota - est.usage);
     if (needed > available)
       throw new QuotaError(`not enough storage for the model: ${fmtBytes(needed)} needed, ${fmtBytes(available)} available`, { needed, available });
+    return needed;
   }
 
   // The record names the keys being downloaded (pending), so that another
