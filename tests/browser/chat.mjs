@@ -299,6 +299,8 @@ async function runOrigin(browser, base, { label, isolated, proxy, ref, offline }
     check(`${label}: CPU fallback labelled`, loaded.backend === 'cpu' && loaded.device.includes('CPU (WebAssembly), slower'), loaded.device);
     check(`${label}: device panel says how many CPU threads run`, /threads1 \(more: createEngine/.test(loaded.device), loaded.device);
     check(`${label}: raw mode for a model without a chat template`, (await page.inputValue('#mode')) === 'complete');
+    // the list is refreshed after the load settles (not awaited by it)
+    await page.waitForFunction(() => /llama|stories/.test(document.getElementById('cache').textContent), null, { timeout: 10000 }).catch(() => {});
     const cacheList = await page.textContent('#cache');
     check(`${label}: cache manager lists the model`, /llama|stories/.test(cacheList), cacheList);
 
