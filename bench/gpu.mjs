@@ -7,6 +7,16 @@
 // and the decode floor: weight bytes read per token / that bandwidth.
 //
 //   node bench/gpu.mjs -m MODEL [-p 512] [-n 128] [-r 5] [--wasm FILE] [--copy-mib 256] [--json] [--profile]
+//                      [--layouts raw|all] [--mv ROWS,UNITS,MIN_WGS] [--no-int8]
+//
+// --layouts raw keeps every matrix as stored in the file, --layouts all puts
+// Q4_K and Q6_K ones in their GPU layouts too (src/gpu/layout.h; default:
+// Q4_0 and Q8_0 only); --mv tunes the mat-vec kernels (rows
+// and units of a row per invocation, the fewest workgroups before fewer rows
+// per invocation; 0 or empty: the default), e.g. --mv 4,4,0 or --mv ,8,.
+// --no-int8: Q4_0/Q8_0 mat-vecs take the token as f32, not as int8 blocks (dot4I8Packed).
+// The same come from $STREAMLLM_GPU_LAYOUT, $STREAMLLM_GPU_MV_ROWS,
+// _UNITS, _MIN_WGS and $STREAMLLM_GPU_INT8=0.
 //
 // --json prints one JSON line (bench/gpu.sh reads it) instead of the table.
 // --profile then loads the model again with GPU timestamps around every
@@ -23,15 +33,21 @@ for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--json') { opt.json = true; continue; }
   if (a === '--profile') { opt.profile = true; continue; }
+  if (a === '--no-int8') { opt.int8 = false; continue; }
   const v = args[++i];
   if (a === '-m') opt.m = v;
   else if (a === '-p') opt.p = Number(v);
   else if (a === '-n') opt.n = Number(v);
   else if (a === '-r') opt.r = Number(v);
+  else if (a === '--layouts') opt.layouts = v;
   else if (a === '--wasm') opt.wasm = path.resolve(v); // relative to the working directory
   else if (a === '--copy-mib') opt.copyMiB = Number(v);
+  else if (a === '--mv') {
+    const [rows, units, minWorkgroups] = v.split(',').map((x) => (x ? Number(x) : undefined));
+    opt.matvec = { rows, units, minWorkgroups };
+  }
   else {
-    console.error('usage: node bench/gpu.mjs -m MODEL [-p N] [-n N] [-r RUNS] [--wasm FILE] [--json]');
+    console.error('usage: node bench/gpu.mjs -m MODEL [-p N] [-n N] [-r RUNS] [--wasm FILE] [--json] [--profile] [--layouts raw|all] [--mv ROWS,UNITS,MIN_WGS] [--no-int8]');
     process.exit(2);
   }
 }
@@ -83,7 +99,12 @@ async function copyBandwidth(device) {
   return median(rates);
 }
 
-const factory = await webgpuBackend();
+// engine options from the command line (else from the environment)
+const engineOptions = {};
+if (opt.layouts) engineOptions.layouts = opt.layouts;
+if (opt.matvec) engineOptions.matvec = opt.matvec;
+if (opt.int8 === false) engineOptions.int8 = false;
+const factory = await webgpuBackend(engineOptions);
 const engine = await Engine.create({ wasm: opt.wasm, backend: factory });
 const info = await engine.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
 const plan = engine.backend.plan;
@@ -126,7 +147,7 @@ engine.free();
 // GPU time per decode token by kernel
 let profile = null;
 if (opt.profile) {
-  const pf = await webgpuBackend({ profile: true });
+  const pf = await webgpuBackend({ ...engineOptions, profile: true });
   if (!pf.device.features.has('timestamp-query')) {
     profile = { error: 'the device has no timestamp-query' };
   } else {
@@ -151,6 +172,10 @@ if (opt.profile) {
 
 const out = {
   model: opt.m, adapter: `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.trim(),
+  int8: opt.int8 !== false && process.env.STREAMLLM_GPU_INT8 !== '0',
+  layout: opt.layouts || process.env.STREAMLLM_GPU_LAYOUT || 'fast',
+  matvec: opt.matvec ?? { rows: process.env.STREAMLLM_GPU_MV_ROWS, units: process.env.STREAMLLM_GPU_MV_UNITS,
+    minWorkgroups: process.env.STREAMLLM_GPU_MV_MIN_WGS },
   results, bandwidth, weightBytes, floorTps, encodeUsPerToken,
   dispatchesPerToken: lastDispatches,
   ofFloor: results[tgName] ? results[tgName].median / floorTps : null,
@@ -159,7 +184,8 @@ const out = {
 if (opt.json) {
   console.log(JSON.stringify(out));
 } else {
-  console.log(`model ${opt.m}; adapter ${out.adapter}`);
+  const mv = Object.entries(out.matvec).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k} ${v}`).join(', ');
+  console.log(`model ${opt.m}; adapter ${out.adapter}; layouts ${out.layout}; mat-vec ${mv || 'defaults'}${out.int8 ? ', int8 token' : ''}`);
   console.log('| test | t/s (median) | runs |');
   console.log('|---|---|---|');
   for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v.median.toFixed(1)} | ${v.runs.map((x) => x.toFixed(1)).join(' ')} |`);

@@ -19,6 +19,7 @@
 #include "../src/gpu/bridge_native.c"
 #include "../src/gpu/engine.c"
 #include "../src/gpu/kernels.c"
+#include "../src/gpu/layout.c"
 #include "../src/gpu/ktest.c"
 #include "../src/gpu/plan.c"
 
@@ -164,8 +165,9 @@ static void test_plan_synth(void) {
                 if (ps) {
                     check_plan(ps, what);
                     CHECK(ps->n_chunks > p->n_chunks);
+                    /* weight buffers are rounded up to 16 bytes each */
                     CHECK(ps->by_kind[SL_GPU_BUF_WEIGHT] == p->by_kind[SL_GPU_BUF_WEIGHT] ||
-                          ps->by_kind[SL_GPU_BUF_WEIGHT] < p->by_kind[SL_GPU_BUF_WEIGHT] + 4ull * ps->n_chunks);
+                          ps->by_kind[SL_GPU_BUF_WEIGHT] < p->by_kind[SL_GPU_BUF_WEIGHT] + 16ull * ps->n_chunks);
                 } else {
                     /* only a row or a logits row larger than 16 KiB may refuse, and it says so */
                     CHECKF(strstr(err.msg, "binding limit"), "%s: %s", what, err.msg);
@@ -597,6 +599,19 @@ static void test_kernels(void) {
         }
     }
     CHECK(!sl_gpu_type_supported(SL_TYPE_Q8_K));
+    /* the GPU layouts' readers, and int8 tokens only for Q4_0/Q8_0 in a layout */
+    for (int i = 0; i < 3; i++) {
+        const sl_type ty = i == 0 ? SL_TYPE_Q4_0 : i == 1 ? SL_TYPE_Q8_0 : SL_TYPE_Q4_K;
+        sl_gpu_kernel_desc d = {.kernel = SL_GK_MATVEC, .type = ty, .cols = 512, .rows = 7, .out_stride = 7,
+                                .int8_dot = true};
+        char *src = sl_gpu_kernel_wgsl(&d, &err);
+        CHECK(src && strstr(src, "array<vec4<u32>>") && (strstr(src, "dot4I8Packed") != NULL) == (i < 2));
+        free(src);
+        d.layouts = SL_GPU_LAYOUTS_NONE;
+        src = sl_gpu_kernel_wgsl(&d, &err);
+        CHECK(src && !strstr(src, "array<vec4<u32>>") && !strstr(src, "dot4I8Packed"));
+        free(src);
+    }
     sl_gpu_kernel_desc bad = {.kernel = SL_GK_MATVEC, .type = SL_TYPE_Q4_0, .cols = 33, .rows = 1};
     CHECK(sl_gpu_kernel_wgsl(&bad, &err) == NULL && strstr(err.msg, "shape"));
 
@@ -611,6 +626,171 @@ static void test_kernels(void) {
            (long long)r.n);
     CHECKF(wg_native_get_stats()->n_errors == 0, "%s", wg_native_get_stats()->first_error);
     CHECK(wg_native_get_stats()->n_buffers == 0);
+}
+
+
+/* ---- GPU weight layouts (gpu/layout.h) ------------------------------------ */
+
+/* A C model of the kernels' reading of a permuted chunk of nb blocks: element
+ * e of block b, written from the layout's description in layout.h, not from
+ * layout.c. */
+static float layout_model_elem(sl_type type, const unsigned char *buf, uint64_t nb, uint64_t b, int e) {
+    uint16_t h16;
+    if (type == SL_TYPE_Q4_0) {
+        memcpy(&h16, buf + nb * 16 + 2 * b, 2);
+        int j = e % 32, q = (buf[b * 16 + j % 16] >> (j / 16 * 4)) & 15;
+        return sl_f16_to_f32(h16) * (float)(q - 8);
+    }
+    if (type == SL_TYPE_Q8_0) {
+        memcpy(&h16, buf + nb * 32 + 2 * b, 2);
+        int j = e % 32;
+        int8_t q = (int8_t)buf[(uint64_t)(j / 16) * nb * 16 + b * 16 + j % 16];
+        return sl_f16_to_f32(h16) * (float)q;
+    }
+    const uint64_t n_units = 2 * nb, u = 2 * b + (uint64_t)(e / 128);
+    const int jj = e % 128;
+#define UNIT_BYTE(k) buf[(uint64_t)((k) / 16) * n_units * 16 + u * 16 + (k) % 16]
+    if (type == SL_TYPE_Q4_K) {
+        const unsigned char *s = buf + nb * 128 + 16 * b, *sc = s + 4;
+        uint16_t d, dm;
+        memcpy(&d, s, 2);
+        memcpy(&dm, s + 2, 2);
+        int g = jj / 64, l = jj % 32, hi = (jj / 32) % 2, q = (UNIT_BYTE(32 * g + l) >> (4 * hi)) & 15;
+        int sb = e / 32, scv, mv;
+        if (sb < 4) {
+            scv = sc[sb] & 63;
+            mv = sc[sb + 4] & 63;
+        } else {
+            scv = (sc[sb + 4] & 15) | ((sc[sb - 4] >> 6) << 4);
+            mv = (sc[sb + 4] >> 4) | ((sc[sb] >> 6) << 4);
+        }
+        return sl_f16_to_f32(d) * (float)scv * (float)q - sl_f16_to_f32(dm) * (float)mv;
+    }
+    /* Q6_K */
+    memcpy(&h16, buf + nb * 208 + 2 * b, 2);
+    int k = jj / 32, l = jj % 32;
+    int ql = (UNIT_BYTE(l + 32 * (k & 1)) >> (4 * (k >> 1))) & 15, qh = (UNIT_BYTE(64 + l) >> (2 * k)) & 3;
+    int8_t sc = (int8_t)buf[nb * 192 + 16 * b + (uint64_t)(8 * (e / 128) + l / 16 + 2 * k)];
+#undef UNIT_BYTE
+    return sl_f16_to_f32(h16) * (float)sc * (float)((ql | (qh << 4)) - 32);
+}
+
+typedef struct ltest_sink_ctx {
+    unsigned char **bufs; /* per chunk */
+    uint64_t *sizes, *ends; /* buffer sizes, chunk bytes */
+    int bad;              /* writes outside a chunk's buffer or not 4-aligned */
+} ltest_sink_ctx;
+
+static void layout_test_sink(void *ctx, int chunk, uint64_t dst, const unsigned char *bytes, uint64_t len) {
+    ltest_sink_ctx *s = ctx;
+    if (dst % 4 || dst + len > s->sizes[chunk] || (len % 4 && dst + len != s->ends[chunk])) {
+        s->bad++;
+        return;
+    }
+    memcpy(s->bufs[chunk] + dst, bytes, len);
+}
+
+/* Uploads a matrix in pieces of `piece` bytes (4-aligned), in order, in
+ * reverse or shuffled, and checks every element read through the model. */
+static void layout_case(sl_type type, int64_t rows, int64_t cols, int64_t chunk_rows, uint64_t piece, int order) {
+    const sl_gpu_layout *l = sl_gpu_layout_get(type);
+    CHECK(l != NULL);
+    if (!l) return;
+    const size_t rb = sl_row_size(type, cols);
+    const uint64_t nbytes = rb * (uint64_t)rows;
+    unsigned char *raw = malloc(nbytes);
+    float *row = malloc((size_t)cols * sizeof(float)), *want = malloc((size_t)cols * sizeof(float));
+    sl_gpu_chunk chunks[64];
+    unsigned char *bufs[64] = {0};
+    uint64_t sizes[64], ends[64];
+    int n_chunks = 0;
+    uint64_t seed = (uint64_t)type * 977 + (uint64_t)rows;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) row[c] = (float)((double)(rng_next(&seed) >> 11) * 0x1p-52 * 2.0 - 1.0);
+        sl_quantize_row(type, row, raw + (size_t)r * rb, cols);
+    }
+    for (int64_t r0 = 0; r0 < rows && n_chunks < 64; r0 += chunk_rows) {
+        int64_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows;
+        chunks[n_chunks] = (sl_gpu_chunk){.buffer = n_chunks, .row0 = r0, .rows = nr, .offset = (uint64_t)r0 * rb,
+                                          .bytes = (uint64_t)nr * rb};
+        sizes[n_chunks] = (chunks[n_chunks].bytes + 15) / 16 * 16;
+        ends[n_chunks] = chunks[n_chunks].bytes;
+        bufs[n_chunks] = calloc(sizes[n_chunks], 1);
+        n_chunks++;
+    }
+    /* the pieces, then their order */
+    uint64_t n_pieces = (nbytes + piece - 1) / piece, *ord = malloc(n_pieces * sizeof *ord);
+    for (uint64_t i = 0; i < n_pieces; i++) ord[i] = order == 1 ? n_pieces - 1 - i : i;
+    if (order == 2)
+        for (uint64_t i = n_pieces; i > 1; i--) {
+            uint64_t j = rng_next(&seed) % i, t = ord[i - 1];
+            ord[i - 1] = ord[j];
+            ord[j] = t;
+        }
+    ltest_sink_ctx sc = {bufs, sizes, ends, 0};
+    sl_gpu_relayout st = {0};
+    unsigned char scratch[2048];
+    sl_error err;
+    int rc = 0;
+    for (uint64_t i = 0; i < n_pieces && rc == 0; i++) {
+        uint64_t off = ord[i] * piece, len = nbytes - off < piece ? nbytes - off : piece;
+        rc = sl_gpu_relayout_put(&st, l, chunks, n_chunks, off, raw + off, len, scratch, sizeof scratch,
+                                 layout_test_sink, &sc, &err);
+    }
+    CHECKF(rc == 0, "%s", err.msg);
+    CHECKF(sc.bad == 0, "%s: %d writes outside or unaligned", sl_type_name(type), sc.bad);
+    CHECKF(sl_gpu_relayout_pending(&st) == 0, "%s: %d groups still waiting", sl_type_name(type),
+           sl_gpu_relayout_pending(&st));
+    int wrong = 0;
+    for (int c = 0; c < n_chunks; c++) {
+        const uint64_t nb = chunks[c].bytes / l->block_bytes, bpr = (uint64_t)cols / l->block_elems;
+        for (int64_t r = 0; r < chunks[c].rows; r++) {
+            sl_dequantize_row(type, raw + chunks[c].offset + (uint64_t)r * rb, want, cols);
+            for (int64_t e = 0; e < cols; e++) {
+                uint64_t b = (uint64_t)r * bpr + (uint64_t)e / l->block_elems;
+                float got = layout_model_elem(type, bufs[c], nb, b, (int)(e % l->block_elems));
+                if (!(fabsf(got - want[e]) <= 1e-6f * (1.0f + fabsf(want[e])))) wrong++;
+            }
+        }
+        /* the same bytes as a whole-chunk permutation */
+        unsigned char *whole = calloc(sizes[c], 1);
+        unsigned char *keep = bufs[c];
+        bufs[c] = whole;
+        sl_gpu_layout_permute(l, nb, 0, nb, raw + chunks[c].offset, scratch, sizeof scratch, c, layout_test_sink, &sc);
+        bufs[c] = keep;
+        CHECKF(memcmp(whole, keep, sizes[c]) == 0, "%s chunk %d: pieces and whole permutation differ",
+               sl_type_name(type), c);
+        free(whole);
+    }
+    CHECKF(wrong == 0, "%s %lldx%lld pieces of %llu order %d: %d elements differ", sl_type_name(type), (long long)rows,
+           (long long)cols, (unsigned long long)piece, order, wrong);
+    sl_gpu_relayout_free(&st);
+    for (int c = 0; c < n_chunks; c++) free(bufs[c]);
+    free(ord);
+    free(raw);
+    free(row);
+    free(want);
+}
+
+static void test_layout(void) {
+    CHECK(sl_gpu_layout_get(SL_TYPE_Q4_1) == NULL && sl_gpu_layout_get(SL_TYPE_F32) == NULL);
+    const sl_type types[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const sl_gpu_layout *l = sl_gpu_layout_get(types[i]);
+        /* same total size; every region 16-byte aligned for a chunk of an even count of blocks */
+        uint32_t sum = 0;
+        for (int r = 0; r < l->n_regions; r++) sum += l->region_bytes[r];
+        CHECK(sum == l->block_bytes && (uint64_t)l->block_bytes * l->group % 4 == 0);
+        for (int r = 0; r < l->n_regions; r++) CHECK(sl_gpu_layout_region_base(l, 6, r) % 16 == 0);
+        const bool k = l->block_elems == 256;
+        const int64_t cols = k ? 512 : 96, rows = 13;
+        /* chunks of 4 rows (the last one odd), and one chunk */
+        for (int64_t cr = 4; cr <= rows; cr += rows - 4) {
+            const uint64_t pieces[] = {4, 20, 36, 1028, (1u << 20) + 4};
+            for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++)
+                for (int order = 0; order < 3; order++) layout_case(types[i], rows, cols, cr, pieces[p], order);
+        }
+    }
 }
 
 static void test_testdata_models(void) {
@@ -654,6 +834,7 @@ int main(void) {
     RUN(test_engine_synth);
     RUN(test_header_only_stream);
     RUN(test_kernels);
+    RUN(test_layout);
     RUN(test_kv_f16);
     RUN(test_testdata_models);
     wg_native_reset();

@@ -50,6 +50,7 @@ enum {
     WG_CAP_HAS_F16 = 7,            /* 1 when the device has shader-f16 */
     WG_CAP_HAS_SUBGROUPS = 8,      /* 1 when the device has subgroups */
     WG_CAP_HAS_SUBGROUP_ID = 9,    /* 1 when WGSL has the subgroup_id builtin (language feature) */
+    WG_CAP_HAS_DOT4 = 10,          /* 1 when WGSL has dot4I8Packed (packed_4x8_integer_dot_product) */
     WG_CAP_COUNT
 };
 

@@ -6,6 +6,7 @@
 
 #include "gpu/bridge.h"
 #include "gpu/kernels.h"
+#include "gpu/layout.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -69,7 +70,17 @@ struct sl_gpu_engine {
     int kind, seg;          /* the current batch's program kind and next segment */
     uint32_t n_cap, n_splits;
     int32_t stream_layer;   /* the streamed layer whose weights the host must upload now, or -1 */
+    /* weights in their GPU layouts (gpu/layout.h): per plan tensor, the bytes
+     * of block groups cut by upload pieces; scratch for the permutation */
+    sl_gpu_layouts layouts;
+    sl_gpu_relayout *relayout;
+    unsigned char *scratch;
+    uint32_t mv_rows, mv_units, mv_min_wgs;
+    bool int8;
 };
+
+/* Scratch for permuting weights: runs of up to half of it are written at once. */
+#define LAYOUT_SCRATCH_BYTES (1u << 20)
 
 sl_gpu_caps sl_gpu_device_caps(void) {
     sl_gpu_caps c = {
@@ -83,6 +94,7 @@ sl_gpu_caps sl_gpu_device_caps(void) {
         .has_f16 = wg_caps(WG_CAP_HAS_F16) != 0,
         .has_subgroups = wg_caps(WG_CAP_HAS_SUBGROUPS) != 0,
         .has_subgroup_id = wg_caps(WG_CAP_HAS_SUBGROUP_ID) != 0,
+        .has_dot4 = wg_caps(WG_CAP_HAS_DOT4) != 0,
     };
     return c;
 }
@@ -124,6 +136,12 @@ static wg_binding bnd(const sl_gpu_engine *e, uint32_t binding, int32_t buf, uin
     return (wg_binding){binding, (uint32_t)e->bufs[buf], (uint32_t)offset, (uint32_t)((size + 3) & ~(uint64_t)3)};
 }
 
+/* A weight chunk's binding: whole 16-byte words (read as vec4<u32>; the
+ * plan rounds its buffer up alike). */
+static wg_binding bnd_chunk(const sl_gpu_engine *e, uint32_t binding, const sl_gpu_chunk *ch) {
+    return bnd(e, binding, ch->buffer, 0, (ch->bytes + 15) & ~(uint64_t)15);
+}
+
 static wg_binding bnd_act(const sl_gpu_engine *e, uint32_t binding, sl_gpu_act a) {
     const sl_gpu_act_plan *ap = &e->plan->acts[a];
     return bnd(e, binding, e->plan->buf_act, ap->offset, ap->size);
@@ -149,6 +167,12 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
     memcpy(all + 1, b, (size_t)n * sizeof *b);
     sl_gpu_kernel_desc dd = *d;
     dd.subgroups = e->plan->caps.has_subgroups && e->plan->caps.has_subgroup_id;
+    dd.layouts = e->layouts;
+    dd.max_wg_storage = e->plan->caps.max_wg_storage;
+    dd.mv_rows = e->mv_rows;
+    dd.mv_units = e->mv_units;
+    dd.mv_min_wgs = e->mv_min_wgs;
+    dd.int8_dot = e->int8 && e->plan->caps.has_dot4;
     int32_t pipe = get_pipeline(e, &dd, err);
     if (!pipe) return -1;
     int32_t bg = wg_bind_group_create(pipe, all, n + 1);
@@ -160,7 +184,7 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
         l->v = nv;
         l->cap = nc;
     }
-    l->v[l->n++] = (gpu_op){*d, pipe, bg, OP_ALWAYS};
+    l->v[l->n++] = (gpu_op){dd, pipe, bg, OP_ALWAYS};
     return 0;
 }
 
@@ -181,7 +205,7 @@ static int add_matrix(sl_gpu_engine *e, op_list *l, sl_gpu_kernel kernel, const 
                                 .out_stride = (uint32_t)w->rows, .epilogue = epi,
                                 .norm = kernel == SL_GK_MATVEC && aux && (epi == SL_EPI_NONE || epi == SL_EPI_ADD),
                                 .eps = e->m->hp.rms_eps};
-        wg_binding b[4] = {bnd(e, 1, ch->buffer, 0, ch->bytes), x, y};
+        wg_binding b[4] = {bnd_chunk(e, 1, ch), x, y};
         int n = 3;
         if (aux) b[n++] = *aux;
         b[1].binding = 2;
@@ -258,8 +282,8 @@ static int add_qkv(sl_gpu_engine *e, op_list *l, int il, const sl_gpu_kernel_des
     const sl_gpu_chunk *cq = &p->chunks[wq->first_chunk], *ck = &p->chunks[wk->first_chunk],
                        *cv = &p->chunks[wv->first_chunk];
     wg_binding b[8] = {bnd_whole(e, 1, p->buf_act),          bnd_whole(e, 2, p->buf_vectors),
-                       bnd(e, 3, cq->buffer, 0, cq->bytes),  bnd(e, 4, ck->buffer, 0, ck->bytes),
-                       bnd(e, 5, cv->buffer, 0, cv->bytes),  bnd_whole(e, 6, p->buf_k[il]),
+                       bnd_chunk(e, 3, cq),                  bnd_chunk(e, 4, ck),
+                       bnd_chunk(e, 5, cv),  bnd_whole(e, 6, p->buf_k[il]),
                        bnd_whole(e, 7, p->buf_v[il]),        bnd_whole(e, 8, p->buf_rope)};
     return add_op(e, l, &d, b, 8, err);
 }
@@ -273,8 +297,8 @@ static int add_ffn_in(sl_gpu_engine *e, op_list *l, int il, sl_error *err) {
                             .rows = (uint32_t)wg->rows, .eps = e->m->hp.rms_eps, .x_off = act_float(e, SL_ACT_X),
                             .y_off = act_float(e, SL_ACT_UP), .g_off = vec_float(fn)};
     const sl_gpu_chunk *cg = &p->chunks[wg->first_chunk], *cu = &p->chunks[wu->first_chunk];
-    wg_binding b[4] = {bnd_whole(e, 1, p->buf_act), bnd_whole(e, 2, p->buf_vectors), bnd(e, 3, cg->buffer, 0, cg->bytes),
-                       bnd(e, 4, cu->buffer, 0, cu->bytes)};
+    wg_binding b[4] = {bnd_whole(e, 1, p->buf_act), bnd_whole(e, 2, p->buf_vectors), bnd_chunk(e, 3, cg),
+                       bnd_chunk(e, 4, cu)};
     return add_op(e, l, &d, b, 4, err);
 }
 
@@ -397,7 +421,7 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
         sl_gpu_kernel_desc d = {.kernel = SL_GK_EMBED, .type = te->type, .cols = (uint32_t)te->cols,
                                 .rows = (uint32_t)ch->rows, .row0 = (uint32_t)ch->row0,
                                 .out_stride = (uint32_t)te->cols};
-        wg_binding b[3] = {bnd(e, 1, ch->buffer, 0, ch->bytes), bnd_whole(e, 2, p->buf_tokens),
+        wg_binding b[3] = {bnd_chunk(e, 1, ch), bnd_whole(e, 2, p->buf_tokens),
                            bnd_act(e, 3, SL_ACT_X)};
         if (add_op(e, &e->embed, &d, b, 3, err)) return -1;
     }
@@ -514,12 +538,18 @@ sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *
     }
     e->m = m;
     e->stream_layer = -1;
+    e->layouts = p->layouts;
+    e->mv_rows = p->mv_rows;
+    e->mv_units = p->mv_units;
+    e->mv_min_wgs = p->mv_min_wgs;
+    e->int8 = p->int8;
     e->plan = sl_gpu_plan_build(m->gguf, &m->hp, p, &caps, err);
     if (!e->plan) goto fail;
     const sl_gpu_plan *pl = e->plan;
     e->bufs = calloc((size_t)pl->n_buffers, sizeof *e->bufs);
     e->uploaded = calloc((size_t)pl->n_tensors, sizeof *e->uploaded);
-    if (!e->bufs || !e->uploaded) {
+    e->relayout = calloc((size_t)pl->n_tensors, sizeof *e->relayout);
+    if (!e->bufs || !e->uploaded || !e->relayout) {
         sl_err(err, "out of memory");
         goto fail;
     }
@@ -559,6 +589,10 @@ void sl_gpu_engine_free(sl_gpu_engine *e) {
             if (e->bufs[i]) wg_release(e->bufs[i]);
     free(e->bufs);
     free(e->uploaded);
+    if (e->relayout)
+        for (int i = 0; i < e->plan->n_tensors; i++) sl_gpu_relayout_free(&e->relayout[i]);
+    free(e->relayout);
+    free(e->scratch);
     free(e->dec_start);
     free(e->pre_start);
     free(e->tok);
@@ -609,6 +643,27 @@ static int upload_rope_freqs(sl_gpu_engine *e, uint64_t offset, const void *data
     return rc ? -1 : upload_rope(e, err);
 }
 
+/* The GPU layout of a weight format in this engine (NULL: as stored). */
+static const sl_gpu_layout *weight_layout(const sl_gpu_engine *e, sl_type type) {
+    return sl_gpu_layout_for(type, e->layouts);
+}
+
+typedef struct layout_sink_ctx {
+    const sl_gpu_engine *e;
+    const sl_gpu_chunk *chunks; /* the tensor's */
+} layout_sink_ctx;
+
+static void layout_sink(void *ctx, int chunk, uint64_t dst, const unsigned char *bytes, uint64_t len) {
+    const layout_sink_ctx *c = ctx;
+    write_padded(c->e->bufs[c->chunks[chunk].buffer], dst, bytes, len);
+}
+
+/* A new upload of tensor i starts: nothing of it counted or carried. */
+static void upload_restart(sl_gpu_engine *e, int i) {
+    e->uploaded[i] = 0;
+    sl_gpu_relayout_reset(&e->relayout[i]);
+}
+
 int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, const void *data, uint64_t len,
                          sl_error *err) {
     const sl_gpu_plan *p = e->plan;
@@ -640,6 +695,14 @@ int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, co
             wg_buffer_write(vb, (double)t->vec_offset, f, (uint32_t)(t->cols * 4));
             free(f);
         }
+    } else if (weight_layout(e, t->type)) {
+        /* permuted into the format's GPU layout; cut groups wait in the carry */
+        if (!e->scratch && !(e->scratch = malloc(LAYOUT_SCRATCH_BYTES))) return sl_err(err, "out of memory");
+        layout_sink_ctx ctx = {e, &p->chunks[t->first_chunk]};
+        if (sl_gpu_relayout_put(&e->relayout[ti], weight_layout(e, t->type), &p->chunks[t->first_chunk],
+                                t->n_chunks, offset, data, len, e->scratch, LAYOUT_SCRATCH_BYTES, layout_sink, &ctx,
+                                err))
+            return -1;
     } else {
         for (int c = 0; c < t->n_chunks; c++) {
             const sl_gpu_chunk *ch = &p->chunks[t->first_chunk + c];
@@ -660,7 +723,7 @@ int sl_gpu_upload_model(sl_gpu_engine *e, sl_error *err) {
         if (t->streamed) continue; /* uploaded when its layer runs */
         if (!gt || !gt->data)
             return sl_err(err, "tensor '%s' has no data in memory (stream it with gpu_upload_tensor)", t->name);
-        e->uploaded[i] = 0;
+        upload_restart(e, i);
         if (sl_gpu_upload_tensor(e, t->name, 0, gt->data, t->nbytes, err) < 0) return -1;
     }
     const sl_gguf_tensor *rf = sl_gguf_find_tensor(e->m->gguf, "rope_freqs.weight");
@@ -718,7 +781,7 @@ static int advance(sl_gpu_engine *e, bool layer_ready, sl_error *err) {
             /* the stream buffers must first hold this segment's layer */
             e->stream_layer = p->n_resident + e->seg - 1;
             for (int i = 0; i < p->n_tensors; i++)
-                if (p->tensors[i].streamed && p->tensors[i].layer == e->stream_layer) e->uploaded[i] = 0;
+                if (p->tensors[i].streamed && p->tensors[i].layer == e->stream_layer) upload_restart(e, i);
             return 0;
         }
         layer_ready = false;

@@ -6,6 +6,7 @@
  * text, so the engine can share pipelines between layers. */
 #include "gpu/kernels.h"
 
+#include "gpu/layout.h"
 #include "quant/quant_impl.h"
 
 #include <math.h>
@@ -99,8 +100,67 @@ static const char *WEIGHT_READERS =
     "  return select((a >> 16u) | (b << 16u), a, (o & 2u) == 0u);\n"
     "}\n";
 
+/* Readers of a weight buffer in a GPU layout (array<vec4<u32>>): u32 word i,
+ * f16 number i. */
+static const char *LAYOUT_READERS =
+    "fn wd(i: u32) -> u32 { return W[i >> 2u][i & 3u]; }\n"
+    "fn wdh(i: u32) -> f32 { return unpack2x16float(wd(i >> 1u))[i & 1u]; }\n";
+
+/* fn w8(o, e) of a format in its GPU layout (gpu/layout.h): o is the byte
+ * offset of the row as stored in the file (a multiple of the block size:
+ * o / block bytes is the row's first block), NB the chunk's block count. */
+static int put_layout_decoder_body(text *t, sl_type type) {
+    put(t, "%s", LAYOUT_READERS);
+    switch (type) {
+    case SL_TYPE_Q4_0: /* [NB] 16 quant bytes | [NB] f16 d */
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o / 18u + (e >> 5u); let j = e & 31u;\n"
+               "  let q = W[b]; let d = wdh(NB * 8u + b);\n"
+               "  let k = (j & 15u) >> 2u; let s = (j >> 4u) * 4u;\n"
+               "  return W8((nib(q[k], s) - 8.0) * d, (nib(q[k + 1u], s) - 8.0) * d);\n}\n");
+        return 0;
+    case SL_TYPE_Q8_0: /* [2][NB] 16 quant bytes | [NB] f16 d */
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o / 34u + (e >> 5u); let j = e & 31u;\n"
+               "  let q = W[(j >> 4u) * NB + b]; let d = wdh(NB * 16u + b); let k = (j & 15u) >> 2u;\n"
+               "  return W8(i8x4(q[k]) * d, i8x4(q[k + 1u]) * d);\n}\n");
+        return 0;
+    case SL_TYPE_Q4_K: /* [4][2 NB] 16 bytes of half blocks | [NB] d, dmin, scales */
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o / 144u + (e >> 8u); let j = e & 255u; let sb = j >> 5u;\n"
+               "  let jj = j & 127u; let g = jj >> 6u; let l = jj & 31u; let p = 32u * g + l;\n"
+               "  let q = W[(p >> 4u) * 2u * NB + 2u * b + (j >> 7u)]; let k = (p >> 2u) & 3u;\n"
+               "  let S = W[NB * 8u + b];\n"
+               "  let i = sb & 3u;\n"
+               "  let y = (S.y >> (8u * i)) & 255u; let z = (S.z >> (8u * i)) & 255u; let w = (S.w >> (8u * i)) & 255u;\n"
+               "  var sc = y & 63u; var mn = z & 63u;\n"
+               "  if (sb >= 4u) { sc = (w & 15u) | ((y >> 6u) << 4u); mn = (w >> 4u) | ((z >> 6u) << 4u); }\n"
+               "  let dm = unpack2x16float(S.x); let dl = dm.x * f32(sc); let ml = dm.y * f32(mn);\n"
+               "  let s = ((jj >> 5u) & 1u) * 4u;\n"
+               "  return W8(nib(q[k], s) * dl - ml, nib(q[k + 1u], s) * dl - ml);\n}\n");
+        return 0;
+    case SL_TYPE_Q6_K: /* [6][2 NB] 16 bytes of half blocks (64 ql, 32 qh) | [NB] 16 scales | [NB] f16 d */
+        put(t, "fn w8(o: u32, e: u32) -> W8 {\n"
+               "  let b = o / 210u + (e >> 8u); let j = e & 255u; let u = 2u * b + (j >> 7u); let nu = 2u * NB;\n"
+               "  let jj = j & 127u; let k = jj >> 5u; let l = jj & 31u; let p = l + 32u * (k & 1u);\n"
+               "  let ql = W[(p >> 4u) * nu + u]; let qh = W[(4u + (l >> 4u)) * nu + u];\n"
+               "  let c = (p >> 2u) & 3u; let ch = (l >> 2u) & 3u;\n"
+               "  let si = 8u * (j >> 7u) + (l >> 4u) + 2u * k;\n"
+               "  let sv = (W[NB * 12u + b][si >> 2u] >> (8u * (si & 3u))) & 255u;\n"
+               "  let dl = wdh(NB * 104u + b) * f32(bitcast<i32>(sv << 24u) >> 24u);\n"
+               "  let sl = 4u * (k >> 1u); let sh = 2u * k;\n"
+               "  let l0 = nib(ql[c], sl) + 16.0 * bits(qh[ch], sh, 3u) - 32.0;\n"
+               "  let l1 = nib(ql[c + 1u], sl) + 16.0 * bits(qh[ch + 1u], sh, 3u) - 32.0;\n"
+               "  return W8(l0 * dl, l1 * dl);\n}\n");
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 /* fn w8(o, e): elements e..e+7 of the row starting at byte o (e % 8 == 0). */
-static int put_decoder_body(text *t, sl_type type, uint32_t cols) {
+static int put_decoder_body(text *t, sl_type type, uint32_t cols, const sl_gpu_layout *lay) {
+    if (lay) return put_layout_decoder_body(t, type);
     put(t, "%s", WEIGHT_READERS);
     bool ragged = cols % 8 != 0; /* only float formats can have such rows */
     switch (type) {
@@ -232,16 +292,17 @@ static int put_decoder_body(text *t, sl_type type, uint32_t cols) {
 /* The decoder of a matrix in array `arr` as fn w8<sfx>(o, e), with its
  * readers renamed alike, so one kernel can read matrices of several formats.
  * WEIGHT_COMMON must precede it, once. */
-static int put_decoder_as(text *t, sl_type type, uint32_t cols, const char *arr, const char *sfx) {
+static int put_decoder_as(text *t, sl_type type, uint32_t cols, const sl_gpu_layout *lay, const char *arr,
+                          const char *sfx) {
     text body = {0};
-    int rc = put_decoder_body(&body, type, cols);
+    int rc = put_decoder_body(&body, type, cols, lay);
     if (body.oom || rc) {
         free(body.s);
         t->oom = t->oom || body.oom;
         return rc ? rc : -1;
     }
     /* identifiers of the body that name the array or its readers */
-    static const char *const from[] = {"W[", "wb(", "wh(", "ww(", "wf(", "w8(", "iq4(", "wu(", "IQ4"};
+    static const char *const from[] = {"W[", "NB", "wb(", "wh(", "ww(", "wf(", "w8(", "iq4(", "wu(", "wd(", "wdh(", "IQ4"};
     const size_t n_from = sizeof from / sizeof from[0];
     for (const char *c = body.s; *c;) {
         /* the text up to the next identifier to rename goes as it is */
@@ -254,6 +315,7 @@ static int put_decoder_as(text *t, sl_type type, uint32_t cols, const char *arr,
         c += run;
         if (k == n_from) break;
         if (k == 0) put(t, "%s[", arr);
+        else if (k == 1) put(t, "NB%s", sfx);
         else if (k == n_from - 1) put(t, "IQ4%s", sfx);
         else put(t, "%.*s%s(", (int)strlen(from[k]) - 1, from[k], sfx);
         c += strlen(from[k]);
@@ -262,10 +324,18 @@ static int put_decoder_as(text *t, sl_type type, uint32_t cols, const char *arr,
     return 0;
 }
 
-static int put_decoder(text *t, sl_type type, uint32_t cols) {
+static int put_decoder(text *t, sl_type type, uint32_t cols, const sl_gpu_layout *lay) {
     put(t, "%s", WEIGHT_COMMON);
-    return put_decoder_body(t, type, cols);
+    return put_decoder_body(t, type, cols, lay);
 }
+
+/* The layout a kernel reads a matrix of type t in (NULL: as in the file). */
+static const sl_gpu_layout *kernel_layout(const sl_gpu_kernel_desc *d, sl_type t) {
+    return sl_gpu_layout_for(t, d->layouts);
+}
+
+/* The element type of a weight binding. */
+static const char *w_elem(const sl_gpu_layout *lay) { return lay ? "vec4<u32>" : "u32"; }
 
 /* Activations are all in one buffer (the plan's arena), and WebGPU forbids a
  * buffer bound both read-only and writable in one dispatch: every activation
@@ -358,45 +428,119 @@ static void put_weight_consts(text *t, const sl_gpu_kernel_desc *d) {
     put(t, "const COLS: u32 = %uu;\nconst NROWS: u32 = %uu;\nconst ROW0: u32 = %uu;\n"
            "const ROW_BYTES: u32 = %uu;\nconst OUT_STRIDE: u32 = %uu;\n",
         d->cols, d->rows, d->row0, (uint32_t)sl_row_size(d->type, d->cols), d->out_stride);
+    const sl_gpu_layout *lay = kernel_layout(d, d->type);
+    if (lay) put(t, "const NB: u32 = %uu;\n", d->rows * (d->cols / lay->block_elems));
+    put(t, "@group(0) @binding(1) var<storage, read> W: array<%s>;\n", w_elem(lay));
 }
 
 /* ---- ops ----------------------------------------------------------------- */
 
 /* ---- mat-vec (decode) ---------------------------------------------------- */
 
-/* A row is read in units of 8 (Q6_K: 16) elements, and consecutive
- * invocations take consecutive units, so that a subgroup's loads of weight
- * words and of the token are contiguous. For Q4_0, Q8_0, Q4_K and Q6_K a
- * unit is laid out as the block stores it (Q4_0: 4 elements from the low
- * nibbles of one quant word and 4 from its high nibbles); for other formats
- * it is 8 consecutive elements from the format's w8 decoder. fn
- * udot<sfx>(ro, u, xo) is the dot product of unit u of the row at byte ro
- * with the (normed) token, whose elements e..e+3 xv(xo, e) reads (udot:
- * dot is a WGSL builtin). */
-static uint32_t mv_unit(sl_type type) { return type == SL_TYPE_Q6_K ? 16 : 8; }
-static uint32_t mv_units(sl_type type, uint32_t cols) { return (cols + mv_unit(type) - 1) / mv_unit(type); }
-
-/* Invocations per row: about 8 units each (the chain of dependent loads
- * an invocation waits on stays short), at least 32 (fewer for rows of fewer
- * units), at most 256; 256 / T rows per workgroup. */
-static uint32_t mv_threads(const sl_gpu_kernel_desc *d) {
-    uint32_t units = mv_units(d->type, d->cols);
-    if (d->kernel == SL_GK_FFN_IN || d->kernel == SL_GK_QKV) {
-        uint32_t u2 = mv_units(d->type2, d->cols);
-        if (u2 < units) units = u2;
-    }
-    if (d->kernel == SL_GK_QKV) {
-        uint32_t u3 = mv_units(d->type3, d->cols);
-        if (u3 < units) units = u3;
-    }
-    uint32_t T = 1;
-    while (T < 256 && T * 2 <= units && (T < 32 || T * 16 <= units)) T *= 2;
-    return T;
+/* Rows are read in units taken by consecutive invocations, so that a
+ * subgroup's loads are contiguous: in a GPU layout (gpu/layout.h) a unit is
+ * a block (Q4_0, Q8_0: 32 elements, one or two 16-byte words) or a half block
+ * (Q4_K, Q6_K: 128 elements, 4 or 6 words), and consecutive units of a row
+ * are consecutive words of the layout's word-major region. As stored in the
+ * file (other formats, or not in `layouts`), a unit is 8 elements (Q6_K: 16): for
+ * Q4_0, Q8_0, Q4_K and Q6_K laid out as the block stores them (Q4_0: 4
+ * elements from the low nibbles of one quant word and 4 from its high
+ * nibbles), for other formats 8 consecutive elements from the format's w8
+ * decoder; fn udot<sfx>(ro, u, xo) is the dot product of unit u of the row
+ * at byte ro with the (normed) token, whose elements e..e+3 xv(xo, e) reads.
+ *
+ * An invocation takes up to 4 rows (R) at once, the token's elements read
+ * once for all of them: fn <name>(rb, u, xo) gives the dot products of unit
+ * u of rows whose bases are rb (a row's first unit in a layout, its byte
+ * offset as stored) as a vec4 (row s in component s). T invocations share
+ * the units of a row; a workgroup of 256 has G = 256 / T groups of R rows. */
+static uint32_t mv_unit(const sl_gpu_kernel_desc *d, sl_type type) {
+    const sl_gpu_layout *lay = kernel_layout(d, type);
+    if (lay) return lay->block_elems == 256 ? 128 : 32;
+    return type == SL_TYPE_Q6_K ? 16 : 8;
+}
+static uint32_t mv_units(const sl_gpu_kernel_desc *d, sl_type type) {
+    return (d->cols + mv_unit(d, type) - 1) / mv_unit(d, type);
+}
+/* The stride of row bases: units per row in a layout, bytes as stored. */
+static uint32_t mv_row_stride(const sl_gpu_kernel_desc *d, sl_type type) {
+    return kernel_layout(d, type) ? mv_units(d, type) : (uint32_t)sl_row_size(type, d->cols);
+}
+/* Units in flight per loop iteration (the loop unrolled): fewer for wide units. */
+static uint32_t mv_unroll(const sl_gpu_kernel_desc *d, sl_type type) {
+    const sl_gpu_layout *lay = kernel_layout(d, type);
+    if (!lay) return 4;
+    return type == SL_TYPE_Q4_0 ? 4 : type == SL_TYPE_Q6_K ? 1 : 2;
 }
 
-/* fn udot<sfx>(ro, u, xo) for a matrix of `type` in array `arr`. */
+typedef struct mv_shape {
+    uint32_t T, R, G; /* invocations per row, rows per invocation, row groups per workgroup */
+    uint32_t units;   /* units of the shortest row (fused kernels: of its matrices) */
+} mv_shape;
+
+static uint32_t div_up(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+/* The matrices a mat-vec kernel reads. */
+static int mv_types(const sl_gpu_kernel_desc *d, sl_type types[3]) {
+    types[0] = d->type;
+    types[1] = d->type2;
+    types[2] = d->type3;
+    return d->kernel == SL_GK_QKV ? 3 : d->kernel == SL_GK_FFN_IN ? 2 : 1;
+}
+
+/* About mv_units (default 4) units per invocation and mv_rows (default 2;
+ * QKV: one rotation pair) rows; fewer rows, then more invocations per row,
+ * while that leaves fewer than mv_min_wgs (default 256) workgroups, so that
+ * small matrices still spread over the GPU. */
+static mv_shape mv_shape_of(const sl_gpu_kernel_desc *d) {
+    sl_type types[3];
+    const int n = mv_types(d, types);
+    uint32_t units = UINT32_MAX;
+    for (int i = 0; i < n; i++) {
+        uint32_t u = mv_units(d, types[i]);
+        if (u < units) units = u;
+    }
+    const uint32_t upt = d->mv_units ? d->mv_units : 4, min_wgs = d->mv_min_wgs ? d->mv_min_wgs : 256;
+    const bool qkv = d->kernel == SL_GK_QKV;
+    const uint32_t rows = qkv ? (d->n_head + 2 * d->n_head_kv) * d->head_dim / 2 : d->rows;
+    uint32_t R = qkv ? 1 : d->mv_rows ? (d->mv_rows < 4 ? d->mv_rows : 4) : 2, T = 1;
+    while (T < 256 && 2 * T * upt <= units) T *= 2;
+    while (div_up(rows ? rows : 1, (256 / T) * R) < min_wgs) {
+        if (R > 1 && !d->mv_rows) R /= 2;
+        else if (T < 256 && T < units) T *= 2;
+        else break;
+    }
+    return (mv_shape){T, R, 256 / T, units};
+}
+
+/* The token kept in workgroup memory (XS, normed once per workgroup): when
+ * it fits beside the reductions' arrays (which then reuse it). */
+static bool mv_x_fits(const sl_gpu_kernel_desc *d, bool int8) {
+    if (d->cols % (int8 ? 32 : 4)) return false;
+    const uint64_t cap = d->max_wg_storage ? d->max_wg_storage : 16384;
+    const uint64_t xs = (uint64_t)d->cols * 4, r4 = d->cols / 4 >= 256 ? 0 : 256 * 16;
+    /* int8: XQ (a byte per element), XD (8 bytes per 32 elements) */
+    const uint64_t xq = int8 ? (uint64_t)d->cols + (uint64_t)d->cols / 4 : 0;
+    return xs + r4 + xq + 256 * 4 <= cap;
+}
+static bool mv_x_shared(const sl_gpu_kernel_desc *d) { return mv_x_fits(d, false); }
+
+/* The token also as int8 blocks (int8_dot): when it fits, for the kernels
+ * with a Q4_0 or Q8_0 matrix in its layout. */
+static bool mv_int8_type(const sl_gpu_kernel_desc *d, sl_type t) {
+    return d->int8_dot && kernel_layout(d, t) && (t == SL_TYPE_Q4_0 || t == SL_TYPE_Q8_0) && mv_x_fits(d, true);
+}
+static bool mv_int8(const sl_gpu_kernel_desc *d) {
+    sl_type types[3];
+    const int n = mv_types(d, types);
+    for (int i = 0; i < n; i++)
+        if (mv_int8_type(d, types[i])) return true;
+    return false;
+}
+
+/* fn udot<sfx>(ro, u, xo) for a matrix of `type` in array `arr`, as stored. */
 static int put_unit_dot(text *t, sl_type type, uint32_t cols, const char *arr, const char *sfx) {
-    if (put_decoder_as(t, type, cols, arr, sfx)) return -1;
+    if (put_decoder_as(t, type, cols, NULL, arr, sfx)) return -1;
     switch (type) {
     case SL_TYPE_Q4_0:
         put(t, "fn udot%s(ro: u32, u: u32, xo: u32) -> f32 {\n"
@@ -464,6 +608,114 @@ static int put_unit_dot(text *t, sl_type type, uint32_t cols, const char *arr, c
     }
 }
 
+/* Dot products of layout words with the token (xv), shared by the layouts'
+ * unit dot products: 16 elements from the nibbles at bit s of the 16 bytes
+ * of w, from its 16 int8, the token's sum over 16 elements, Q4_K's 6-bit
+ * scales and mins of half block hi, and Q6_K's 4 x 16 elements of a half
+ * block (a: low ql bytes, c: high ql bytes, hq: qh bytes of 16 positions). */
+static const char *LAYOUT_DOTS =
+    "fn d16n(w: vec4<u32>, s: u32, xo: u32, e: u32) -> f32 {\n"
+    "  return dot(nib(w.x, s), xv(xo, e)) + dot(nib(w.y, s), xv(xo, e + 4u))\n"
+    "       + dot(nib(w.z, s), xv(xo, e + 8u)) + dot(nib(w.w, s), xv(xo, e + 12u));\n}\n"
+    "fn d16i(w: vec4<u32>, xo: u32, e: u32) -> f32 {\n"
+    "  return dot(i8x4(w.x), xv(xo, e)) + dot(i8x4(w.y), xv(xo, e + 4u))\n"
+    "       + dot(i8x4(w.z), xv(xo, e + 8u)) + dot(i8x4(w.w), xv(xo, e + 12u));\n}\n"
+    "fn xsum16(xo: u32, e: u32) -> f32 {\n"
+    "  return dot((xv(xo, e) + xv(xo, e + 4u)) + (xv(xo, e + 8u) + xv(xo, e + 12u)), vec4<f32>(1.0));\n}\n"
+    "struct SM { sc: vec4<f32>, mn: vec4<f32> };\n"
+    "fn q4k_scales(S: vec4<u32>, hi: bool) -> SM {\n"
+    "  let y = vec4<u32>(S.y) >> SH4; let z = vec4<u32>(S.z) >> SH4; let w = vec4<u32>(S.w) >> SH4;\n"
+    "  let m6 = vec4<u32>(63u); let m4 = vec4<u32>(15u); let m2 = vec4<u32>(3u); let s4 = vec4<u32>(4u); let s6 = vec4<u32>(6u);\n"
+    "  let sc = select(y & m6, (w & m4) | (((y >> s6) & m2) << s4), hi);\n"
+    "  let mn = select(z & m6, ((w >> s4) & m4) | (((z >> s6) & m2) << s4), hi);\n"
+    "  return SM(vec4<f32>(sc), vec4<f32>(mn));\n}\n"
+    "fn q6d(a: vec4<u32>, c: vec4<u32>, hq: vec4<u32>, xo: u32, e: u32) -> vec4<f32> {\n"
+    "  let m = vec4<f32>(32.0);\n"
+    "  var r = vec4<f32>(0.0);\n"
+    "  for (var i = 0u; i < 4u; i++) {\n"
+    "    let o = e + 4u * i;\n"
+    "    r += vec4<f32>(dot(nib(a[i], 0u) + 16.0 * bits(hq[i], 0u, 3u) - m, xv(xo, o)),\n"
+    "                   dot(nib(c[i], 0u) + 16.0 * bits(hq[i], 2u, 3u) - m, xv(xo, o + 32u)),\n"
+    "                   dot(nib(a[i], 4u) + 16.0 * bits(hq[i], 4u, 3u) - m, xv(xo, o + 64u)),\n"
+    "                   dot(nib(c[i], 4u) + 16.0 * bits(hq[i], 6u, 3u) - m, xv(xo, o + 96u)));\n"
+    "  }\n"
+    "  return r;\n}\n";
+
+/* The readers of a matrix in array arr (names suffixed sfx): the layout's
+ * decoder, or, as stored, the decoder and fn udot<sfx>. */
+static int put_matrix_readers(text *t, const sl_gpu_kernel_desc *d, sl_type type, const char *arr, const char *sfx) {
+    const sl_gpu_layout *lay = kernel_layout(d, type);
+    if (lay) return put_decoder_as(t, type, d->cols, lay, arr, sfx);
+    return put_unit_dot(t, type, d->cols, arr, sfx);
+}
+
+/* fn name(rb, u, xo) -> vec4<f32>: unit u of n rows (n <= 4) of a matrix of
+ * `type` in array arr whose readers have suffix sfx (see above). */
+static void put_rows_dot(text *t, const sl_gpu_kernel_desc *d, const char *name, sl_type type, int n, const char *arr,
+                         const char *sfx) {
+    static const char comp[] = "xyzw";
+    put(t, "fn %s(rb: vec4<u32>, u: u32, xo: u32) -> vec4<f32> {\n  var res = vec4<f32>(0.0);\n", name);
+    const sl_gpu_layout *lay = kernel_layout(d, type);
+    if (!lay) {
+        for (int s = 0; s < n; s++) put(t, "  res.%c = udot%s(rb.%c, u, xo);\n", comp[s], sfx, comp[s]);
+    } else if (mv_int8_type(d, type)) {
+        /* the token's int8 block u: 8 words of 4, its scale and sum */
+        put(t, "  let xd = XD[u]; let x0 = XQ[2u * u]; let x1 = XQ[2u * u + 1u];\n");
+        for (int s = 0; s < n; s++) {
+            if (type == SL_TYPE_Q4_0)
+                put(t, "  { let b = rb.%c + u; let q = %s[b]; let m = vec4<u32>(0x0f0f0f0fu);\n"
+                       "    let lo = q & m; let hi = (q >> vec4<u32>(4u)) & m;\n"
+                       "    let s = (dot4I8Packed(lo.x, x0.x) + dot4I8Packed(lo.y, x0.y)) + (dot4I8Packed(lo.z, x0.z) + dot4I8Packed(lo.w, x0.w))\n"
+                       "          + (dot4I8Packed(hi.x, x1.x) + dot4I8Packed(hi.y, x1.y)) + (dot4I8Packed(hi.z, x1.z) + dot4I8Packed(hi.w, x1.w));\n"
+                       "    res.%c = wdh%s(NB%s * 8u + b) * (xd.x * f32(s) - 8.0 * xd.y); }\n",
+                    comp[s], arr, comp[s], sfx, sfx);
+            else
+                put(t, "  { let b = rb.%c + u; let q0 = %s[b]; let q1 = %s[NB%s + b];\n"
+                       "    let s = (dot4I8Packed(q0.x, x0.x) + dot4I8Packed(q0.y, x0.y)) + (dot4I8Packed(q0.z, x0.z) + dot4I8Packed(q0.w, x0.w))\n"
+                       "          + (dot4I8Packed(q1.x, x1.x) + dot4I8Packed(q1.y, x1.y)) + (dot4I8Packed(q1.z, x1.z) + dot4I8Packed(q1.w, x1.w));\n"
+                       "    res.%c = wdh%s(NB%s * 16u + b) * xd.x * f32(s); }\n",
+                    comp[s], arr, arr, sfx, comp[s], sfx, sfx);
+        }
+    } else if (type == SL_TYPE_Q4_0) {
+        put(t, "  let e = u * 32u; let xs = xsum16(xo, e) + xsum16(xo, e + 16u);\n");
+        for (int s = 0; s < n; s++)
+            put(t, "  { let b = rb.%c + u; let q = %s[b];\n"
+                   "    res.%c = wdh%s(NB%s * 8u + b) * (d16n(q, 0u, xo, e) + d16n(q, 4u, xo, e + 16u) - 8.0 * xs); }\n",
+                comp[s], arr, comp[s], sfx, sfx);
+    } else if (type == SL_TYPE_Q8_0) {
+        put(t, "  let e = u * 32u;\n");
+        for (int s = 0; s < n; s++)
+            put(t, "  { let b = rb.%c + u; let q0 = %s[b]; let q1 = %s[NB%s + b];\n"
+                   "    res.%c = wdh%s(NB%s * 16u + b) * (d16i(q0, xo, e) + d16i(q1, xo, e + 16u)); }\n",
+                comp[s], arr, arr, sfx, comp[s], sfx, sfx);
+    } else if (type == SL_TYPE_Q4_K) {
+        put(t, "  let e = u * 128u;\n"
+               "  let xs = vec4<f32>(xsum16(xo, e) + xsum16(xo, e + 16u), xsum16(xo, e + 32u) + xsum16(xo, e + 48u),\n"
+               "                     xsum16(xo, e + 64u) + xsum16(xo, e + 80u), xsum16(xo, e + 96u) + xsum16(xo, e + 112u));\n");
+        for (int s = 0; s < n; s++)
+            put(t, "  { let ug = rb.%c + u; let nu = 2u * NB%s; let S = %s[NB%s * 8u + (ug >> 1u)];\n"
+                   "    let w0 = %s[ug]; let w1 = %s[nu + ug]; let w2 = %s[2u * nu + ug]; let w3 = %s[3u * nu + ug];\n"
+                   "    let sm = q4k_scales(S, (ug & 1u) == 1u); let dm = unpack2x16float(S.x);\n"
+                   "    let q = vec4<f32>(d16n(w0, 0u, xo, e) + d16n(w1, 0u, xo, e + 16u), d16n(w0, 4u, xo, e + 32u) + d16n(w1, 4u, xo, e + 48u),\n"
+                   "                      d16n(w2, 0u, xo, e + 64u) + d16n(w3, 0u, xo, e + 80u), d16n(w2, 4u, xo, e + 96u) + d16n(w3, 4u, xo, e + 112u));\n"
+                   "    res.%c = dm.x * dot(sm.sc, q) - dm.y * dot(sm.mn, xs); }\n",
+                comp[s], sfx, arr, sfx, arr, arr, arr, arr, comp[s]);
+    } else { /* Q6_K */
+        put(t, "  let e = u * 128u;\n");
+        for (int s = 0; s < n; s++)
+            put(t, "  { let ug = rb.%c + u; let nu = 2u * NB%s; let S = %s[NB%s * 12u + (ug >> 1u)];\n"
+                   "    let l0 = %s[ug]; let l1 = %s[nu + ug]; let l2 = %s[2u * nu + ug]; let l3 = %s[3u * nu + ug];\n"
+                   "    let h0 = %s[4u * nu + ug]; let h1 = %s[5u * nu + ug];\n"
+                   "    let hi = (ug & 1u) == 1u; let s0 = select(S.x, S.z, hi); let s1 = select(S.y, S.w, hi);\n"
+                   /* the half's 8 int8 scales: positions 0-15 (sa) and 16-31 (sb) of its 4 parts of 32 */
+                   "    let sa = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(s0 << 24u, s0 << 8u, s1 << 24u, s1 << 8u)) >> vec4<u32>(24u));\n"
+                   "    let sb = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(s0 << 16u, s0, s1 << 16u, s1)) >> vec4<u32>(24u));\n"
+                   "    res.%c = wdh%s(NB%s * 104u + (ug >> 1u)) * (dot(sa, q6d(l0, l2, h0, xo, e)) + dot(sb, q6d(l1, l3, h1, xo, e + 16u))); }\n",
+                comp[s], sfx, arr, sfx, arr, arr, arr, arr, arr, arr, comp[s], sfx, sfx);
+    }
+    put(t, "  return res;\n}\n");
+}
+
 /* RMSNorm's scale of the token at float offset xo into g_scale (every
  * invocation must reach it). xs(i) reads element i. */
 static void put_norm_scale(text *t, const char *xs) {
@@ -473,77 +725,129 @@ static void put_norm_scale(text *t, const char *xs) {
         xs);
 }
 
-/* Sums acc over the T invocations of each row group: the total is in
- * red[lid] for the first invocation of the group (tt == 0). */
-static void put_row_sum(text *t, const char *red, const char *acc) {
-    put(t, "  %s[lid] = %s;\n"
+/* Constants and workgroup memory of the mat-vec kernels. */
+static void put_mv_common(text *t, const sl_gpu_kernel_desc *d, const mv_shape *sh, bool xs) {
+    char eps[32];
+    put(t, "const COLS: u32 = %uu;\nconst EPS: f32 = %s;\nconst WG: u32 = 256u;\nconst T: u32 = %uu;\n"
+           "const R: u32 = %uu;\nconst GR: u32 = %uu;\nconst RPW: u32 = GR * R;\nvar<private> g_scale: f32 = 1.0;\n"
+           "var<workgroup> red: array<f32, WG>;\n",
+        d->cols, flt(eps, d->eps), sh->T, sh->R, sh->G);
+    if (xs) put(t, "var<workgroup> XS: array<vec4<f32>, %uu>;\n", d->cols / 4);
+    if (xs && mv_int8(d))
+        put(t, "var<workgroup> XQ: array<vec4<u32>, %uu>;\nvar<workgroup> XD: array<vec2<f32>, %uu>;\n", d->cols / 16,
+            d->cols / 32);
+    /* the row sums reuse XS when it is large enough */
+    if (!xs || d->cols / 4 < 256) put(t, "var<workgroup> R4: array<vec4<f32>, WG>;\n");
+}
+
+/* The token into XS (src(i): its vec4 i), normed (gv(i): the norm weight's
+ * vec4 i) when norm; every invocation must reach it. */
+static void put_x_prologue(text *t, bool norm, bool int8, const char *src, const char *gv) {
+    if (!norm) {
+        put(t, "  for (var i = lid; i < COLS / 4u; i += WG) { XS[i] = %s; }\n  workgroupBarrier();\n", src);
+    } else {
+        put(t, "  {\n    var ss = 0.0;\n"
+               "    for (var i = lid; i < COLS / 4u; i += WG) { let v = %s; XS[i] = v; ss += dot(v, v); }\n"
+               "    let sc = 1.0 / sqrt(sum_wg(lid, ss) / f32(COLS) + EPS);\n"
+               "    for (var i = lid; i < COLS / 4u; i += WG) { XS[i] = XS[i] * sc * %s; }\n"
+               "    workgroupBarrier();\n  }\n",
+            src, gv);
+    }
+    /* int8 blocks of 32: XQ packed, XD (scale, scale * sum of the quants) */
+    if (int8)
+        put(t, "  for (var k = lid; k < COLS / 32u; k += WG) {\n"
+               "    var amax = 0.0;\n"
+               "    for (var i = 0u; i < 8u; i++) { let v = abs(XS[8u * k + i]); amax = max(amax, max(max(v.x, v.y), max(v.z, v.w))); }\n"
+               "    let d = amax / 127.0; let id = select(0.0, 1.0 / d, d > 0.0);\n"
+               "    var sum = vec4<i32>(0);\n"
+               "    for (var i = 0u; i < 8u; i++) { let q = vec4<i32>(round(XS[8u * k + i] * id)); sum += q; XQ[2u * k + (i >> 2u)][i & 3u] = pack4xI8(q); }\n"
+               "    XD[k] = vec2<f32>(d, d * f32((sum.x + sum.y) + (sum.z + sum.w)));\n"
+               "  }\n"
+               "  workgroupBarrier();\n");
+}
+
+/* One loop over the units of rows for each (fn, rb, acc): acc += fn(rb, u, xo),
+ * all with `units` units per row, unrolled U times: the loads of U units of
+ * every row are in flight before their math (a mat-vec is bound by memory
+ * latency). */
+typedef struct mv_loop {
+    const char *fn, *rb, *acc;
+} mv_loop;
+
+static void put_mv_loop(text *t, uint32_t units, uint32_t T, uint32_t U, int n, const mv_loop *m, const char *indent) {
+    const uint32_t full = units / T, rem = units % T;
+    if (full >= U) {
+        put(t, "%sfor (var i = 0u; i < %uu; i += %uu) {\n", indent, full - full % U, U);
+        for (uint32_t k = 0; k < U; k++) put(t, "%s  let u%u = tt + (i + %uu) * T;\n", indent, k, k);
+        for (int r = 0; r < n; r++) {
+            put(t, "%s  %s += ", indent, m[r].acc);
+            for (uint32_t k = 0; k < U; k++) put(t, "%s%s(%s, u%u, xo)", k ? " + " : "", m[r].fn, m[r].rb, k);
+            put(t, ";\n");
+        }
+        put(t, "%s}\n", indent);
+    }
+    for (uint32_t k = full - full % U; k < full; k++)
+        for (int r = 0; r < n; r++) put(t, "%s%s += %s(%s, tt + %uu * T, xo);\n", indent, m[r].acc, m[r].fn, m[r].rb, k);
+    if (rem)
+        for (int r = 0; r < n; r++)
+            put(t, "%sif (tt < %uu) { %s += %s(%s, %uu * T + tt, xo); }\n", indent, rem, m[r].acc, m[r].fn, m[r].rb,
+                full);
+}
+
+/* Sums the vec4 `acc` over the T invocations of each row group into `res`
+ * (valid in the group's first invocation, tt == 0); every invocation must
+ * reach it. */
+static void put_row_sum(text *t, const sl_gpu_kernel_desc *d, const mv_shape *sh, bool xs, const char *acc,
+                        const char *res) {
+    if (sh->T == 1) {
+        put(t, "  let %s = %s;\n", res, acc);
+        return;
+    }
+    const char *r4 = xs && d->cols / 4 >= 256 ? "XS" : "R4";
+    /* XS is still being read, and R4 by an earlier sum */
+    put(t, "  workgroupBarrier();\n"
+           "  %s[lid] = %s;\n"
            "  workgroupBarrier();\n"
            "  for (var s = T / 2u; s > 0u; s >>= 1u) {\n"
            "    if (tt < s) { %s[lid] += %s[lid + s]; }\n"
            "    workgroupBarrier();\n"
-           "  }\n",
-        red, acc, red, red);
+           "  }\n"
+           "  let %s = %s[lid];\n",
+        r4, acc, r4, r4, res, r4);
 }
 
-/* The loop of a row group over the units of n rows (rows of matrices with
- * `units` units each), unrolled 4 times: the loads of 4 units of every row
- * are in flight before their math (a mat-vec is bound by memory latency). */
-static void put_unit_loop(text *t, uint32_t units, uint32_t T, int n, const char *const *sfx, const char *const *ro,
-                          const char *const *acc, const char *indent) {
-    const uint32_t U = 4, full = units / T, rem = units % T;
-    if (full >= U) {
-        put(t, "%sfor (var i = 0u; i < %uu; i += %uu) {\n", indent, full - full % U, U);
-        for (uint32_t k = 0; k < U; k++) put(t, "%s  let u%u = tt + (i + %uu) * T;\n", indent, k, k);
-        for (int r = 0; r < n; r++)
-            put(t, "%s  %s += (udot%s(%s, u0, xo) + udot%s(%s, u1, xo)) + (udot%s(%s, u2, xo) + udot%s(%s, u3, xo));\n",
-                indent, acc[r], sfx[r], ro[r], sfx[r], ro[r], sfx[r], ro[r], sfx[r], ro[r]);
-        put(t, "%s}\n", indent);
-    }
-    for (uint32_t k = full - full % U; k < full; k++)
-        for (int r = 0; r < n; r++) put(t, "%s%s += udot%s(%s, tt + %uu * T, xo);\n", indent, acc[r], sfx[r], ro[r], k);
-    if (rem)
-        for (int r = 0; r < n; r++)
-            put(t, "%sif (tt < %uu) { %s += udot%s(%s, %uu * T + tt, xo); }\n", indent, rem, acc[r], sfx[r], ro[r], full);
-}
-
-/* Two rows: in one loop when their matrices have as many units, else one after the other. */
-static void put_unit_loop2(text *t, uint32_t units0, uint32_t units1, uint32_t T, const char *sfx0, const char *ro0,
-                           const char *sfx1, const char *ro1, const char *indent) {
-    const char *sfx[2] = {sfx0, sfx1}, *ro[2] = {ro0, ro1}, *acc[2] = {"acc0", "acc1"};
-    if (units0 == units1) {
-        put_unit_loop(t, units0, T, 2, sfx, ro, acc, indent);
-    } else {
-        put_unit_loop(t, units0, T, 1, sfx, ro, acc, indent);
-        put_unit_loop(t, units1, T, 1, sfx + 1, ro + 1, acc + 1, indent);
-    }
-}
-
-static void put_mv_common(text *t, const sl_gpu_kernel_desc *d) {
-    char eps[32];
-    put(t, "const COLS: u32 = %uu;\nconst EPS: f32 = %s;\nconst WG: u32 = 256u;\nconst T: u32 = %uu;\n"
-           "const RPW: u32 = WG / T;\nvar<private> g_scale: f32 = 1.0;\n",
-        d->cols, flt(eps, d->eps), mv_threads(d));
+/* The row groups of a workgroup: rows r0 + k GR (k < R) of group lid / T. */
+static void put_mv_rows(text *t, const char *nrows) {
+    put(t, "  let tt = lid %% T;\n"
+           "  let r0 = (wid.x + wid.y * nwg.x) * RPW + lid / T;\n"
+           "  let rows = vec4<u32>(r0, r0 + GR, r0 + 2u * GR, r0 + 3u * GR);\n"
+           "  let rr = min(rows, vec4<u32>(%s - 1u));\n",
+        nrows);
 }
 
 static void gen_matvec(text *t, const sl_gpu_kernel_desc *d) {
-    put(t, "const NROWS: u32 = %uu;\nconst ROW0: u32 = %uu;\nconst ROW_BYTES: u32 = %uu;\nconst OUT_STRIDE: u32 = %uu;\n",
-        d->rows, d->row0, (uint32_t)sl_row_size(d->type, d->cols), d->out_stride);
-    put_mv_common(t, d);
+    const mv_shape sh = mv_shape_of(d);
+    const sl_gpu_layout *lay = kernel_layout(d, d->type);
+    const bool x4 = d->cols % 4 == 0, xs = mv_x_shared(d);
+    put(t, "const NROWS: u32 = %uu;\nconst ROW0: u32 = %uu;\nconst RB: u32 = %uu;\nconst OUT_STRIDE: u32 = %uu;\n",
+        d->rows, d->row0, mv_row_stride(d, d->type), d->out_stride);
+    if (lay) put(t, "const NB: u32 = %uu;\n", d->rows * (d->cols / lay->block_elems));
+    put_mv_common(t, d, &sh, xs);
     /* tokens of 4-aligned length are read as vec4 */
-    const bool x4 = d->cols % 4 == 0;
     const char *xt = x4 ? "vec4<f32>" : "f32";
-    put(t, "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
+    put(t, "@group(0) @binding(1) var<storage, read> W: array<%s>;\n"
            "@group(0) @binding(2) var<storage, read_write> X: array<%s>;\n"
            "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
-        xt);
+        w_elem(lay), xt);
     if (d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)
         put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
     if (d->norm) put(t, "@group(0) @binding(4) var<storage, read> G: array<%s>;\n", xt);
-    put(t, "var<workgroup> red: array<f32, WG>;\n");
     put_reduce(t, d, "sum_wg", false);
     put(t, "%s", WEIGHT_COMMON);
     /* xv(xo, e): elements e..e+3 of the token at float offset xo, normed */
-    if (x4) {
+    if (xs) {
+        put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return XS[e >> 2u]; }\n");
+    } else if (x4) {
         put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return X[(xo + e) >> 2u]%s; }\n",
             d->norm ? " * g_scale * G[e >> 2u]" : "");
     } else {
@@ -551,64 +855,108 @@ static void gen_matvec(text *t, const sl_gpu_kernel_desc *d) {
                "fn xv(xo: u32, e: u32) -> vec4<f32> { return vec4<f32>(xe(xo, e), xe(xo, e + 1u), xe(xo, e + 2u), xe(xo, e + 3u)); }\n",
             d->norm ? " * g_scale * G[e]" : "");
     }
-    put_unit_dot(t, d->type, d->cols, "W", "");
+    if (lay) put(t, "%s", LAYOUT_DOTS);
+    if (put_matrix_readers(t, d, d->type, "W", "")) t->oom = true;
+    put_rows_dot(t, d, "rdot", d->type, (int)sh.R, "W", "");
     put_main(t, d, "WG");
     put(t, "  let xo = (step.n_tokens - 1u) * COLS;\n");
-    if (d->norm) put_norm_scale(t, x4 ? "X[(xo + i) >> 2u][i & 3u]" : "X[xo + i]");
-    put(t, "  let tt = lid %% T;\n"
-           "  let r = (wid.x + wid.y * nwg.x) * RPW + lid / T;\n"
-           "  let ro = select(0u, r, r < NROWS) * ROW_BYTES;\n"
-           "  var acc = 0.0;\n");
-    const char *sfx = "", *ro = "ro", *acc = "acc";
-    put_unit_loop(t, mv_units(d->type, d->cols), mv_threads(d), 1, &sfx, &ro, &acc, "  ");
-    put_row_sum(t, "red", "acc");
-    put(t, "  if (tt == 0u && r < NROWS) {\n"
-           "    let v = red[lid];\n");
-    put_epilogue(t, d->epilogue, "ROW0 + r", "ROW0 + r", "    ");
+    if (xs) put_x_prologue(t, d->norm, mv_int8(d), "X[(xo >> 2u) + i]", "G[i]");
+    else if (d->norm) put_norm_scale(t, x4 ? "X[(xo + i) >> 2u][i & 3u]" : "X[xo + i]");
+    put_mv_rows(t, "NROWS");
+    put(t, "  let rb = rr * RB;\n  var acc = vec4<f32>(0.0);\n");
+    const mv_loop loop = {"rdot", "rb", "acc"};
+    put_mv_loop(t, mv_units(d, d->type), sh.T, mv_unroll(d, d->type), 1, &loop, "  ");
+    put_row_sum(t, d, &sh, xs, "acc", "res");
+    put(t, "  if (tt == 0u) {\n");
+    for (uint32_t k = 0; k < sh.R; k++) {
+        char idx[32];
+        snprintf(idx, sizeof idx, "ROW0 + rows[%uu]", k);
+        put(t, "    if (rows[%uu] < NROWS) {\n      let v = res[%uu];\n", k, k);
+        put_epilogue(t, d->epilogue, idx, idx, "      ");
+        put(t, "    }\n");
+    }
     put(t, "  }\n}\n");
 }
 
 /* The fused kernels bind the arena (ACT) and the vectors (VEC) whole, as
- * vec4 (offsets are multiples of 4 floats); the token is normed on the fly. */
-static void put_fused_head(text *t, const sl_gpu_kernel_desc *d) {
+ * vec4 (offsets are multiples of 4 floats); the token is normed once per
+ * workgroup into XS, or, where it does not fit, on the fly. */
+static void put_fused_head(text *t, const sl_gpu_kernel_desc *d, const mv_shape *sh, bool xs) {
     put(t, "const X_OFF: u32 = %uu;\nconst Y_OFF: u32 = %uu;\nconst G_OFF: u32 = %uu;\n", d->x_off, d->y_off, d->g_off);
-    put_mv_common(t, d);
+    put_mv_common(t, d, sh, xs);
     put(t, "@group(0) @binding(1) var<storage, read_write> ACT: array<vec4<f32>>;\n"
-           "@group(0) @binding(2) var<storage, read> VEC: array<vec4<f32>>;\n"
-           "var<workgroup> red: array<f32, WG>;\n"
-           "var<workgroup> red2: array<f32, WG>;\n");
+           "@group(0) @binding(2) var<storage, read> VEC: array<vec4<f32>>;\n");
     put_reduce(t, d, "sum_wg", false);
     put(t, "%s", WEIGHT_COMMON);
-    put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return ACT[(xo + e) >> 2u] * g_scale * VEC[(G_OFF + e) >> 2u]; }\n"
-           "fn act_set(i: u32, v: f32) { ACT[i >> 2u][i & 3u] = v; }\n"
+    if (xs) put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return XS[e >> 2u]; }\n");
+    else put(t, "fn xv(xo: u32, e: u32) -> vec4<f32> { return ACT[(xo + e) >> 2u] * g_scale * VEC[(G_OFF + e) >> 2u]; }\n");
+    put(t, "fn act_set(i: u32, v: f32) { ACT[i >> 2u][i & 3u] = v; }\n"
            "fn vec1(i: u32) -> f32 { return VEC[i >> 2u][i & 3u]; }\n");
+    sl_type types[3];
+    const int n = mv_types(d, types);
+    for (int i = 0; i < n; i++)
+        if (kernel_layout(d, types[i])) {
+            put(t, "%s", LAYOUT_DOTS);
+            break;
+        }
 }
 
-/* Decode: RMSNorm, then gate and up rows r of one row group (the token read
+static void put_fused_norm(text *t, const sl_gpu_kernel_desc *d, bool xs) {
+    if (xs) put_x_prologue(t, true, mv_int8(d), "ACT[(xo >> 2u) + i]", "VEC[(G_OFF >> 2u) + i]");
+    else put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
+}
+
+/* The constants of one matrix of a fused kernel: its row stride RB<sfx>,
+ * and NB<sfx> (its blocks) in a layout. */
+static void put_matrix_consts(text *t, const sl_gpu_kernel_desc *d, sl_type type, uint32_t rows, const char *sfx) {
+    const sl_gpu_layout *lay = kernel_layout(d, type);
+    put(t, "const RB%s: u32 = %uu;\n", sfx, mv_row_stride(d, type));
+    if (lay) put(t, "const NB%s: u32 = %uu;\n", sfx, rows * (d->cols / lay->block_elems));
+}
+
+/* Decode: RMSNorm, then R gate and up rows per row group (the token read
  * once for both), silu(gate) * up into the arena. */
 static void gen_ffn_in(text *t, const sl_gpu_kernel_desc *d) {
-    put_fused_head(t, d);
-    put(t, "const NROWS: u32 = %uu;\nconst RB1: u32 = %uu;\nconst RB2: u32 = %uu;\n"
-           "@group(0) @binding(3) var<storage, read> W1: array<u32>;\n"
-           "@group(0) @binding(4) var<storage, read> W2: array<u32>;\n",
-        d->rows, (uint32_t)sl_row_size(d->type, d->cols), (uint32_t)sl_row_size(d->type2, d->cols));
-    put_unit_dot(t, d->type, d->cols, "W1", "_1");
-    put_unit_dot(t, d->type2, d->cols, "W2", "_2");
+    const mv_shape sh = mv_shape_of(d);
+    const bool xs = mv_x_shared(d);
+    put_fused_head(t, d, &sh, xs);
+    put(t, "const NROWS: u32 = %uu;\n", d->rows);
+    put_matrix_consts(t, d, d->type, d->rows, "_1");
+    put_matrix_consts(t, d, d->type2, d->rows, "_2");
+    put(t, "@group(0) @binding(3) var<storage, read> W1: array<%s>;\n"
+           "@group(0) @binding(4) var<storage, read> W2: array<%s>;\n",
+        w_elem(kernel_layout(d, d->type)), w_elem(kernel_layout(d, d->type2)));
+    if (put_matrix_readers(t, d, d->type, "W1", "_1") || put_matrix_readers(t, d, d->type2, "W2", "_2")) t->oom = true;
+    put_rows_dot(t, d, "rdot_1", d->type, (int)sh.R, "W1", "_1");
+    put_rows_dot(t, d, "rdot_2", d->type2, (int)sh.R, "W2", "_2");
     put_main(t, d, "WG");
     put(t, "  let xo = X_OFF + (step.n_tokens - 1u) * COLS;\n");
-    put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
-    put(t, "  let tt = lid %% T;\n"
-           "  let r = (wid.x + wid.y * nwg.x) * RPW + lid / T;\n"
-           "  let rr = select(0u, r, r < NROWS);\n"
-           "  var acc0 = 0.0; var acc1 = 0.0;\n");
-    put_unit_loop2(t, mv_units(d->type, d->cols), mv_units(d->type2, d->cols), mv_threads(d), "_1", "rr * RB1", "_2",
-                   "rr * RB2", "  ");
-    put_row_sum(t, "red", "acc0");
-    put_row_sum(t, "red2", "acc1");
-    put(t, "  if (tt == 0u && r < NROWS) {\n"
-           "    let g = red[lid];\n"
-           "    act_set(Y_OFF + r, g / (1.0 + exp(-g)) * red2[lid]);\n"
-           "  }\n}\n");
+    put_fused_norm(t, d, xs);
+    put_mv_rows(t, "NROWS");
+    put(t, "  let rb1 = rr * RB_1; let rb2 = rr * RB_2;\n"
+           "  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0);\n");
+    const mv_loop loops[2] = {{"rdot_1", "rb1", "acc0"}, {"rdot_2", "rb2", "acc1"}};
+    const uint32_t u1 = mv_units(d, d->type), u2 = mv_units(d, d->type2), un1 = mv_unroll(d, d->type),
+                   un2 = mv_unroll(d, d->type2);
+    if (u1 == u2) {
+        put_mv_loop(t, u1, sh.T, un1 < un2 ? un1 : un2, 2, loops, "  ");
+    } else {
+        put_mv_loop(t, u1, sh.T, un1, 1, loops, "  ");
+        put_mv_loop(t, u2, sh.T, un2, 1, loops + 1, "  ");
+    }
+    /* both sums at once when they fit one vec4 */
+    if (sh.R <= 2) {
+        put_row_sum(t, d, &sh, xs, "vec4<f32>(acc0.xy, acc1.xy)", "res");
+        put(t, "  let gate = res.xy; let up = res.zw;\n");
+    } else {
+        put_row_sum(t, d, &sh, xs, "acc0", "gate");
+        put_row_sum(t, d, &sh, xs, "acc1", "up");
+    }
+    put(t, "  if (tt == 0u) {\n");
+    for (uint32_t k = 0; k < sh.R; k++)
+        put(t, "    if (rows[%uu] < NROWS) { let g = gate[%uu]; act_set(Y_OFF + rows[%uu], g / (1.0 + exp(-g)) * up[%uu]); }\n",
+            k, k, k, k);
+    put(t, "  }\n}\n");
 }
 
 /* Decode: RMSNorm, the Q, K and V rows of one rotation pair per row group
@@ -616,51 +964,60 @@ static void gen_ffn_in(text *t, const sl_gpu_kernel_desc *d) {
  * arena, K and V into the caches at the step's position. Needs n_rot ==
  * head_dim and no per-head norm (else the separate kernels run). */
 static void gen_qkv(text *t, const sl_gpu_kernel_desc *d) {
-    put_fused_head(t, d);
+    const mv_shape sh = mv_shape_of(d);
+    const bool xs = mv_x_shared(d);
+    put_fused_head(t, d, &sh, xs);
+    const uint32_t qd = d->n_head * d->head_dim, kd = d->n_head_kv * d->head_dim;
     put(t, "const NH: u32 = %uu;\nconst NKV: u32 = %uu;\nconst HD: u32 = %uu;\nconst HALF: u32 = %uu;\n"
            "const NQ: u32 = NH * HD;\nconst KD: u32 = NKV * HD;\nconst NPAIR: u32 = (NQ + 2u * KD) / 2u;\n"
-           "const RBQ: u32 = %uu;\nconst RBK: u32 = %uu;\nconst RBV: u32 = %uu;\n"
            "const BQ: u32 = %uu;\nconst BK: u32 = %uu;\nconst BV: u32 = %uu;\n"
-           "@group(0) @binding(3) var<storage, read> WQ: array<u32>;\n"
-           "@group(0) @binding(4) var<storage, read> WK: array<u32>;\n"
-           "@group(0) @binding(5) var<storage, read> WV: array<u32>;\n"
+           "@group(0) @binding(3) var<storage, read> WQ: array<%s>;\n"
+           "@group(0) @binding(4) var<storage, read> WK: array<%s>;\n"
+           "@group(0) @binding(5) var<storage, read> WV: array<%s>;\n"
            "@group(0) @binding(6) var<storage, read_write> KC: array<%s>;\n"
            "@group(0) @binding(7) var<storage, read_write> VC: array<%s>;\n"
            "@group(0) @binding(8) var<storage, read> ROPE: array<f32>;\n",
-        d->n_head, d->n_head_kv, d->head_dim, d->head_dim / 2, (uint32_t)sl_row_size(d->type, d->cols),
-        (uint32_t)sl_row_size(d->type2, d->cols), (uint32_t)sl_row_size(d->type3, d->cols), d->bias_off[0],
-        d->bias_off[1], d->bias_off[2], kv_type(d), kv_type(d));
-    put_unit_dot(t, d->type, d->cols, "WQ", "_q");
-    put_unit_dot(t, d->type2, d->cols, "WK", "_k");
-    put_unit_dot(t, d->type3, d->cols, "WV", "_v");
+        d->n_head, d->n_head_kv, d->head_dim, d->head_dim / 2, d->bias_off[0], d->bias_off[1], d->bias_off[2],
+        w_elem(kernel_layout(d, d->type)), w_elem(kernel_layout(d, d->type2)), w_elem(kernel_layout(d, d->type3)),
+        kv_type(d), kv_type(d));
+    put_matrix_consts(t, d, d->type, qd, "_q");
+    put_matrix_consts(t, d, d->type2, kd, "_k");
+    put_matrix_consts(t, d, d->type3, kd, "_v");
+    if (put_matrix_readers(t, d, d->type, "WQ", "_q") || put_matrix_readers(t, d, d->type2, "WK", "_k") ||
+        put_matrix_readers(t, d, d->type3, "WV", "_v"))
+        t->oom = true;
+    put_rows_dot(t, d, "rdot_q", d->type, 2, "WQ", "_q");
+    put_rows_dot(t, d, "rdot_k", d->type2, 2, "WK", "_k");
+    put_rows_dot(t, d, "rdot_v", d->type3, 2, "WV", "_v");
     put_main(t, d, "WG");
     put(t, "  let xo = X_OFF + (step.n_tokens - 1u) * COLS;\n"
            "  let pos = step.pos0 + step.n_tokens - 1u;\n");
-    put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
+    put_fused_norm(t, d, xs);
     /* pair p: matrix m (0 Q, 1 K, 2 V), rows a and b of it (a rotation pair) */
     put(t, "  let tt = lid %% T;\n"
-           "  let p = min((wid.x + wid.y * nwg.x) * RPW + lid / T, NPAIR - 1u);\n"
+           "  let p0 = (wid.x + wid.y * nwg.x) * GR + lid / T;\n"
+           "  let p = min(p0, NPAIR - 1u);\n"
            "  var m = 0u; var lp = p;\n"
            "  if (p >= NQ / 2u + KD / 2u) { m = 2u; lp = p - NQ / 2u - KD / 2u; }\n"
            "  else if (p >= NQ / 2u) { m = 1u; lp = p - NQ / 2u; }\n"
            "  let h = lp / HALF; let i = lp %% HALF;\n");
     if (d->rope_kind == SL_ROPE_NORM) put(t, "  let a = h * HD + 2u * i; let b = a + 1u;\n");
     else put(t, "  let a = h * HD + i; let b = a + HALF;\n");
-    put(t, "  var acc0 = 0.0; var acc1 = 0.0;\n"
-           "  if (m == 0u) {\n");
-    uint32_t uq = mv_units(d->type, d->cols), uk = mv_units(d->type2, d->cols),
-             uv = mv_units(d->type3, d->cols);
-    put_unit_loop2(t, uq, uq, mv_threads(d), "_q", "a * RBQ", "_q", "b * RBQ", "    ");
-    put(t, "  } else if (m == 1u) {\n");
-    put_unit_loop2(t, uk, uk, mv_threads(d), "_k", "a * RBK", "_k", "b * RBK", "    ");
-    put(t, "  } else {\n");
-    put_unit_loop2(t, uv, uv, mv_threads(d), "_v", "a * RBV", "_v", "b * RBV", "    ");
-    put(t, "  }\n");
-    put_row_sum(t, "red", "acc0");
-    put_row_sum(t, "red2", "acc1");
-    put(t, "  let live = (wid.x + wid.y * nwg.x) * RPW + lid / T < NPAIR;\n"
-           "  if (tt == 0u && live) {\n"
-           "    var x0 = red[lid]; var x1 = red2[lid];\n");
+    put(t, "  var acc = vec4<f32>(0.0);\n");
+    static const char *const m_sfx[3] = {"_q", "_k", "_v"};
+    const sl_type m_type[3] = {d->type, d->type2, d->type3};
+    for (int mi = 0; mi < 3; mi++) {
+        char fn[16], rb[64];
+        snprintf(fn, sizeof fn, "rdot%s", m_sfx[mi]);
+        snprintf(rb, sizeof rb, "vec4<u32>(a * RB%s, b * RB%s, 0u, 0u)", m_sfx[mi], m_sfx[mi]);
+        const mv_loop loop = {fn, "rb", "acc"};
+        put(t, "  %sif (m == %du) {\n    let rb = %s;\n", mi ? "else " : "", mi, rb);
+        put_mv_loop(t, mv_units(d, m_type[mi]), sh.T, mv_unroll(d, m_type[mi]), 1, &loop, "    ");
+        put(t, "  }\n");
+    }
+    put_row_sum(t, d, &sh, xs, "acc", "res");
+    put(t, "  if (tt == 0u && p0 < NPAIR) {\n"
+           "    var x0 = res.x; var x1 = res.y;\n");
     if (d->has_bias)
         put(t, "    let bo = select(select(BQ, BK, m == 1u), BV, m == 2u);\n"
                "    x0 += vec1(bo + a); x1 += vec1(bo + b);\n");
@@ -682,7 +1039,6 @@ static void gen_qkv(text *t, const sl_gpu_kernel_desc *d) {
 static void gen_matmul(text *t, const sl_gpu_kernel_desc *d) {
     put_weight_consts(t, d);
     put(t, "const TM: u32 = 32u;\nconst TN: u32 = 64u;\nconst TK: u32 = 32u;\nconst TKP: u32 = 33u;\n"
-           "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
            "@group(0) @binding(2) var<storage, read_write> X: array<%s>;\n"
            "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
         d->cols % 4 == 0 ? "vec4<f32>" : "f32");
@@ -690,7 +1046,7 @@ static void gen_matmul(text *t, const sl_gpu_kernel_desc *d) {
         put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
     put(t, "var<workgroup> Xs: array<f32, 1056>;\n" /* TM * TKP */
            "var<workgroup> Ws: array<f32, 2112>;\n"); /* TN * TKP */
-    put_decoder(t, d->type, d->cols);
+    put_decoder(t, d->type, d->cols, kernel_layout(d, d->type));
     put_main(t, d, "256");
     put(t, "  let n = step.n_tokens;\n"
            "  let r0 = wid.x * TN; let t0 = wid.y * TM;\n"
@@ -746,10 +1102,9 @@ static void gen_matmul(text *t, const sl_gpu_kernel_desc *d) {
 
 static void gen_embed(text *t, const sl_gpu_kernel_desc *d) {
     put_weight_consts(t, d);
-    put(t, "@group(0) @binding(1) var<storage, read> W: array<u32>;\n"
-           "@group(0) @binding(2) var<storage, read> TOK: array<u32>;\n"
+    put(t, "@group(0) @binding(2) var<storage, read> TOK: array<u32>;\n"
            "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n");
-    put_decoder(t, d->type, d->cols);
+    put_decoder(t, d->type, d->cols, kernel_layout(d, d->type));
     put_main(t, d, "64");
     put(t, "  let tt = wid.y;\n"
            "  if (tt >= step.n_tokens) { return; }\n"
@@ -1110,8 +1465,6 @@ int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d) {
     }
 }
 
-static uint32_t div_up(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
-
 void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t n_splits, uint32_t max_per_dim,
                         uint32_t grid[3]) {
     grid[0] = grid[1] = grid[2] = 1;
@@ -1120,9 +1473,10 @@ void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t
     case SL_GK_MATVEC:
     case SL_GK_FFN_IN:
     case SL_GK_QKV: {
-        /* row groups of 256 / T invocations; QKV's rows are rotation pairs */
+        /* G row groups of R rows per workgroup; QKV's groups are rotation pairs */
+        const mv_shape sh = mv_shape_of(d);
         uint32_t rows = d->kernel == SL_GK_QKV ? (d->n_head + 2 * d->n_head_kv) * d->head_dim / 2 : d->rows;
-        uint32_t wgs = div_up(rows, 256 / mv_threads(d));
+        uint32_t wgs = div_up(rows, sh.G * sh.R);
         grid[0] = wgs < max_per_dim ? wgs : max_per_dim;
         grid[1] = div_up(wgs, grid[0]);
         break;

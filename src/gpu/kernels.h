@@ -4,11 +4,13 @@
  * WebGPU (workgroups of at most 256 invocations, 16 KiB of workgroup memory),
  * except that an f16 KV cache (kv_f16) needs shader-f16.
  *
- * Weights are read from storage buffers as array<u32> with byte extraction,
- * so GGUF blocks of any size (18, 34, 210 bytes...) need no alignment. Each
- * format provides one function: the 8 consecutive elements of a row that
- * start at an element index divisible by 8, dequantized exactly as the C
- * reference does (src/quant/quant_ref.c).
+ * Weights of the formats with a GPU layout (gpu/layout.h: Q4_0, Q8_0, Q4_K,
+ * Q6_K) are read in that layout as array<vec4<u32>> (raw_layout: as stored
+ * in the file, like the others); the other formats from array<u32> with
+ * byte extraction, so GGUF blocks of any size (18, 34, 210 bytes...) need no
+ * alignment. Each format provides one function: the 8 consecutive elements
+ * of a row that start at an element index divisible by 8, dequantized
+ * exactly as the C reference does (src/quant/quant_ref.c).
  *
  * Every kernel binds the step uniform at binding 0:
  *   struct Step { n_tokens: u32, pos0: u32, n_kv: u32, pad: u32 }
@@ -52,6 +54,14 @@ typedef enum sl_gpu_kernel {
     SL_GK_COUNT
 } sl_gpu_kernel;
 
+/* Which weight matrices take their format's GPU layout (gpu/layout.h); the
+ * others are read as stored in the file. */
+typedef enum sl_gpu_layouts {
+    SL_GPU_LAYOUTS_FAST, /* the default: formats whose layout kernels measured faster (Q4_0, Q8_0) */
+    SL_GPU_LAYOUTS_NONE, /* every matrix as stored */
+    SL_GPU_LAYOUTS_ALL,  /* every format with a layout (also Q4_K, Q6_K: tests, tuning) */
+} sl_gpu_layouts;
+
 typedef enum sl_gpu_epilogue {
     SL_EPI_NONE,
     SL_EPI_BIAS,     /* + A[row] */
@@ -84,6 +94,22 @@ typedef struct sl_gpu_kernel_desc {
     sl_type type2, type3;
     uint32_t x_off, y_off, g_off, bias_off[3];
     bool has_bias;
+    /* Which formats are read in their GPU layout (gpu/layout.h); the uploads
+     * must match. */
+    sl_gpu_layouts layouts;
+    /* MATVEC, QKV, FFN_IN: the device's workgroup memory (bytes; 0: WebGPU's
+     * default 16 KiB): the token is kept there when it fits. Tuning (0:
+     * defaults): rows per invocation (MATVEC, FFN_IN; at most 4), units of a
+     * row per invocation (a unit: 32 elements of Q4_0/Q8_0, 128 of Q4_K/Q6_K,
+     * 8 of the others), the fewest workgroups worth fewer rows per invocation. */
+    uint32_t max_wg_storage;
+    uint32_t mv_rows, mv_units, mv_min_wgs;
+    /* MATVEC, QKV, FFN_IN: Q4_0 and Q8_0 matrices in their GPU layout take
+     * the token as int8 (per 32 elements a scale and the sum, like
+     * llama.cpp's Q8_1, quantized by every workgroup into workgroup memory)
+     * and dot4I8Packed (WGSL language feature packed_4x8_integer_dot_product),
+     * where the token fits workgroup memory; else f32 as without. */
+    bool int8_dot;
     /* Workgroup sums and maxima through subgroup operations (the device has
      * the subgroups feature and WGSL the subgroup_id builtin); else through
      * workgroup memory only. */

@@ -3,6 +3,7 @@
 #include "gpu/ktest.h"
 
 #include "gpu/bridge.h"
+#include "gpu/layout.h"
 #include "quant/quant.h"
 
 #include <math.h>
@@ -88,6 +89,7 @@ static int dispatch(sl_gpu_ktest *t, const sl_gpu_kernel_desc *desc, const wg_bi
                     uint32_t n_tokens, uint32_t n_splits, sl_error *err) {
     sl_gpu_kernel_desc dd = *desc, *d = &dd;
     d->subgroups = wg_caps(WG_CAP_HAS_SUBGROUPS) != 0 && wg_caps(WG_CAP_HAS_SUBGROUP_ID) != 0;
+    d->max_wg_storage = (uint32_t)wg_caps(WG_CAP_MAX_WG_STORAGE);
     if (n != sl_gpu_kernel_n_bindings(d)) return sl_err(err, "ktest: %d bindings for kernel %d", n, (int)d->kernel);
     char *src = sl_gpu_kernel_wgsl(d, err);
     if (!src) return -1;
@@ -125,6 +127,60 @@ static void ktest_free(sl_gpu_ktest *t) {
 
 /* ---- ops ------------------------------------------------------------------ */
 
+typedef struct weight_sink {
+    const int32_t *bufs;
+} weight_sink;
+
+static void sink_write(void *ctx, int chunk, uint64_t dst, const unsigned char *bytes, uint64_t len) {
+    const weight_sink *w = ctx;
+    uint64_t whole = len & ~(uint64_t)3;
+    if (whole) wg_buffer_write(w->bufs[chunk], (double)dst, bytes, (uint32_t)whole);
+    if (whole < len) {
+        unsigned char tail[4] = {0};
+        memcpy(tail, bytes + whole, (size_t)(len - whole));
+        wg_buffer_write(w->bufs[chunk], (double)(dst + whole), tail, 4);
+    }
+}
+
+/* The weights wq ([rows][rb] bytes) into buffers of `per` rows each (16-byte
+ * multiples), as stored or permuted into the format's layout from pieces
+ * as the spec says. */
+static int upload_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, const unsigned char *wq, size_t rb, int64_t per,
+                          int32_t *bufs, sl_error *err) {
+    const sl_gpu_layout *lay = sl_gpu_layout_for(s->type, s->layouts);
+    sl_gpu_chunk chunks[MAX_BUFS];
+    int n = 0;
+    for (int64_t r0 = 0; r0 < s->rows; r0 += per) {
+        int64_t nr = s->rows - r0 < per ? s->rows - r0 : per;
+        if (n == MAX_BUFS / 2) return sl_err(err, "ktest: too many chunks");
+        const uint64_t bytes = (uint64_t)nr * rb;
+        chunks[n] = (sl_gpu_chunk){.buffer = n, .row0 = r0, .rows = nr, .offset = (uint64_t)r0 * rb, .bytes = bytes};
+        if (!(bufs[n] = new_buffer(t, (bytes + 15) & ~(uint64_t)15, WG_USAGE_STORAGE, err))) return -1;
+        n++;
+    }
+    weight_sink ws = {bufs};
+    const uint64_t total = (uint64_t)s->rows * rb;
+    if (!lay) {
+        for (int c = 0; c < n; c++) sink_write(&ws, c, 0, wq + chunks[c].offset, chunks[c].bytes);
+        return 0;
+    }
+    const uint64_t piece = s->piece ? s->piece : total, n_pieces = (total + piece - 1) / piece;
+    if (s->piece % 4) return sl_err(err, "ktest: pieces of %llu bytes are not 4-byte aligned", (unsigned long long)piece);
+    sl_gpu_relayout st = {0};
+    const size_t cap = 1u << 16;
+    unsigned char *scratch = malloc(cap);
+    int rc = scratch ? 0 : sl_err(err, "out of memory");
+    for (uint64_t i = 0; i < n_pieces && rc == 0; i++) {
+        const uint64_t k = s->pieces_reversed ? n_pieces - 1 - i : i, off = k * piece;
+        const uint64_t len = total - off < piece ? total - off : piece;
+        rc = sl_gpu_relayout_put(&st, lay, chunks, n, off, wq + off, len, scratch, cap, sink_write, &ws, err);
+    }
+    if (rc == 0 && sl_gpu_relayout_pending(&st)) rc = sl_err(err, "ktest: weight groups left incomplete");
+    sl_gpu_relayout_free(&st);
+    free(scratch);
+    return rc;
+}
+
 /* MATVEC, MATMUL, EMBED: weights quantized from random floats. */
 static int run_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, uint64_t *rng, sl_error *err) {
     const int64_t R = s->rows, C = s->cols, N = s->n_tokens;
@@ -136,6 +192,13 @@ static int run_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, 
     float *wf = malloc((size_t)(R * C) * sizeof(float)), *row = random_floats(rng, C, 1.0f);
     float *x = NULL, *y0 = NULL, *aux = NULL;
     uint32_t *ids = NULL;
+    int32_t wbufs[MAX_BUFS];
+    float *xn = NULL; /* the normed token (norm) */
+    const bool norm = s->norm && s->kernel == SL_GK_MATVEC;
+    if (norm && s->epilogue != SL_EPI_NONE && s->epilogue != SL_EPI_ADD) {
+        sl_err(err, "ktest: a normed mat-vec has no bias or gate input");
+        goto done;
+    }
     if (!wq || !wf || !row) goto oom;
     for (int64_t r = 0; r < R; r++) {
         for (int64_t c = 0; c < C; c++) row[c] = rng_float(rng);
@@ -162,10 +225,19 @@ static int run_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, 
     } else {
         x = random_floats(rng, N * C, 1.0f);
         y0 = random_floats(rng, t->n_out, 1.0f);
-        aux = random_floats(rng, s->epilogue == SL_EPI_BIAS ? R : t->n_out, 2.0f);
-        if (!x || !y0 || !aux) goto oom;
+        aux = random_floats(rng, s->epilogue == SL_EPI_BIAS ? R : norm ? C : t->n_out, 2.0f);
+        xn = malloc((size_t)C * sizeof *xn);
+        if (!x || !y0 || !aux || !xn) goto oom;
         for (int64_t o = 0; o < out_rows; o++) {
             const float *xr = x + (size_t)(matvec ? N - 1 : o) * C;
+            if (norm) {
+                /* RMSNorm of the token times the weight (aux) first */
+                double ss = 0;
+                for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+                const double sc = 1.0 / sqrt(ss / (double)C + 1e-5);
+                for (int64_t c = 0; c < C; c++) xn[c] = (float)(xr[c] * sc * aux[c]);
+                xr = xn;
+            }
             for (int64_t r = 0; r < R; r++) {
                 double acc = 0;
                 for (int64_t c = 0; c < C; c++) acc += (double)wf[(size_t)r * C + c] * xr[c];
@@ -181,20 +253,23 @@ static int run_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, 
         }
         if (!(xb = upload(t, x, (uint64_t)(N * C) * 4, err))) goto done;
         if (!(yb = upload(t, y0, (uint64_t)t->n_out * 4, err))) goto done;
-        if (s->epilogue == SL_EPI_BIAS || s->epilogue == SL_EPI_SILU_MUL)
-            if (!(ab = upload(t, aux, (uint64_t)(s->epilogue == SL_EPI_BIAS ? R : t->n_out) * 4, err))) goto done;
+        if (s->epilogue == SL_EPI_BIAS || s->epilogue == SL_EPI_SILU_MUL || norm)
+            if (!(ab = upload(t, aux, (uint64_t)(s->epilogue == SL_EPI_BIAS ? R : norm ? C : t->n_out) * 4, err)))
+                goto done;
     }
-    for (int64_t r0 = 0; r0 < R; r0 += per) {
+    if (upload_weights(t, s, wq, rb, per, wbufs, err)) goto done;
+    for (int64_t r0 = 0, c = 0; r0 < R; r0 += per, c++) {
         int64_t nr = R - r0 < per ? R - r0 : per;
-        int32_t wb = upload(t, wq + (size_t)r0 * rb, (uint64_t)nr * rb, err);
-        if (!wb) goto done;
+        int32_t wb = wbufs[c];
         sl_gpu_kernel_desc d = {.kernel = s->kernel, .type = s->type, .cols = (uint32_t)C, .rows = (uint32_t)nr,
                                 .row0 = (uint32_t)r0, .out_stride = (uint32_t)(embed ? C : R),
-                                .epilogue = embed ? SL_EPI_NONE : s->epilogue};
-        wg_binding b[5] = {bind(0, ub, 0, 16), bind(1, wb, 0, (uint64_t)nr * rb), bind(2, xb, 0, embed ? (uint64_t)N * 4 : (uint64_t)(N * C) * 4),
+                                .epilogue = embed ? SL_EPI_NONE : s->epilogue, .layouts = s->layouts,
+                                .mv_rows = s->mv_rows, .mv_units = s->mv_units, .mv_min_wgs = s->mv_min_wgs,
+                                .norm = norm, .eps = 1e-5f, .int8_dot = s->int8};
+        wg_binding b[5] = {bind(0, ub, 0, 16), bind(1, wb, 0, ((uint64_t)nr * rb + 15) & ~(uint64_t)15), bind(2, xb, 0, embed ? (uint64_t)N * 4 : (uint64_t)(N * C) * 4),
                            bind(3, yb, 0, (uint64_t)t->n_out * 4)};
         int n = 4;
-        if (ab) b[n++] = bind(4, ab, 0, (uint64_t)(s->epilogue == SL_EPI_BIAS ? R : t->n_out) * 4);
+        if (ab) b[n++] = bind(4, ab, 0, (uint64_t)(s->epilogue == SL_EPI_BIAS ? R : norm ? C : t->n_out) * 4);
         if (dispatch(t, &d, b, n, (uint32_t)N, 0, err)) goto done;
     }
     t->out_buf = yb;
@@ -209,6 +284,7 @@ done:
     free(x);
     free(y0);
     free(aux);
+    free(xn);
     free(ids);
     return rc;
 }
@@ -449,6 +525,10 @@ sl_gpu_ktest *sl_gpu_ktest_begin(const sl_gpu_ktest_spec *s, sl_error *err) {
     wg_buffer_write(ub, 0, step, sizeof step);
     if (n <= 0 || s->cols < 0) {
         sl_err(err, "ktest: bad token count %d", n);
+        goto fail;
+    }
+    if (s->int8 && !wg_caps(WG_CAP_HAS_DOT4)) {
+        sl_err(err, "ktest: int8 dot products need WGSL's packed_4x8_integer_dot_product, which is missing");
         goto fail;
     }
     if (s->kv_f16 && !wg_caps(WG_CAP_HAS_F16)) {

@@ -23,6 +23,16 @@ typedef struct sl_gpu_ktest_spec {
     bool kv_f16;              /* ROPE_KV, ATTN_*: f16 K/V caches (the device must have shader-f16);
                                  the reference sees the cache values rounded to f16 as the GPU stores them */
     uint64_t seed;
+    /* weights (MATVEC, MATMUL, EMBED): as stored in the file instead of the
+     * format's GPU layout (gpu/layout.h) as `layouts` says; else uploaded through the layout's
+     * permutation in pieces of `piece` bytes (a multiple of 4; 0: whole),
+     * the last piece first when pieces_reversed */
+    sl_gpu_layouts layouts;
+    uint32_t piece;
+    bool pieces_reversed;
+    uint32_t mv_rows, mv_units, mv_min_wgs; /* mat-vec tuning (kernels.h) */
+    bool norm;                /* MATVEC: RMSNorm of the token (eps 1e-5) times a random weight first */
+    bool int8;                /* MATVEC: int8 token for Q4_0/Q8_0 (kernels.h; the device must have dot4I8Packed) */
 } sl_gpu_ktest_spec;
 
 typedef struct sl_gpu_ktest_result {

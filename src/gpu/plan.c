@@ -92,6 +92,8 @@ static const sl_gguf_tensor *find_checked(const sl_gguf *g, const char *name, in
  * the largest chunk that shares it. */
 static int chunk_buffer(builder *b, const sl_gpu_tensor_plan *tp, int role, int ci, uint64_t bytes, const char *bname,
                         sl_error *err) {
+    /* 16-byte multiples: kernels read weights as array<vec4<u32>> (gpu/layout.h) */
+    bytes = align_up(bytes, 16);
     if (!tp->streamed) return add_buffer(b, SL_GPU_BUF_WEIGHT, WG_USAGE_STORAGE, bytes, bname, err);
     if (role < 0 || role >= MAX_ROLES || ci >= MAX_STREAM_CHUNKS)
         return sl_err(err, "tensor '%s': too many chunks to stream it (binding limit too small)", tp->name);
@@ -105,7 +107,7 @@ static int chunk_buffer(builder *b, const sl_gpu_tensor_plan *tp, int role, int 
         return *slot;
     }
     sl_gpu_buffer_plan *bp = &b->p->buffers[*slot];
-    if (align_up(bytes, 4) > bp->size) bp->size = align_up(bytes, 4);
+    if (bytes > bp->size) bp->size = bytes;
     return *slot;
 }
 
@@ -155,6 +157,7 @@ static int add_tensor(builder *b, const sl_gguf *g, const char *name, int64_t co
      * rows are 2 mod 4 bytes long so every chunk starts 4-byte aligned. */
     uint64_t limit = p->caps.max_binding < MAX_BUFFER_BYTES ? p->caps.max_binding : MAX_BUFFER_BYTES;
     if (p->caps.max_buffer < limit) limit = p->caps.max_buffer;
+    limit &= ~(uint64_t)15; /* the buffer, rounded up to 16 bytes, must fit too */
     uint64_t per = limit / tp->row_bytes;
     uint64_t step = tp->row_bytes % 4 == 0 ? 1 : tp->row_bytes % 2 == 0 ? 2 : 4;
     per -= per % step;

@@ -5,7 +5,9 @@
  * Buffers:
  * - weights: one buffer per chunk of whole rows of each matrix; a matrix
  *   larger than one storage binding is split into several chunks (never
- *   refused). Chunk sizes are multiples of 4 bytes so uploads stay aligned.
+ *   refused). Chunk sizes are multiples of 4 bytes so uploads stay aligned;
+ *   their buffers are rounded up to 16 bytes (read as vec4<u32>), and the
+ *   formats of gpu/layout.h hold their blocks permuted (same size).
  * - vectors: norms and biases as f32, plus RoPE's per-pair inverse
  *   frequencies, packed at aligned offsets in one buffer.
  * - rope: cos/sin of every (position, pair), [n_ctx][n_rot/2][2] f32.
@@ -26,6 +28,7 @@
 #ifndef SL_GPU_PLAN_H
 #define SL_GPU_PLAN_H
 
+#include "gpu/kernels.h"
 #include "model/model.h"
 
 /* What the device offers (from the adapter's limits and features). */
@@ -39,6 +42,7 @@ typedef struct sl_gpu_caps {
     uint32_t max_storage_buffers; /* maxStorageBuffersPerShaderStage */
     bool has_f16, has_subgroups;
     bool has_subgroup_id;         /* WGSL's subgroup_id / num_subgroups builtins */
+    bool has_dot4;                /* WGSL's dot4I8Packed and pack4xI8 */
 } sl_gpu_caps;
 
 /* WebGPU's default limits: what every device offers. */
@@ -52,6 +56,9 @@ typedef struct sl_gpu_params {
     uint64_t max_binding; /* > 0: use this binding limit instead of the device's (tests) */
     bool on_demand;       /* over the budget: stream layers instead of refusing */
     bool kv_f16;          /* f16 K/V caches when the device has shader-f16 (else f32) */
+    sl_gpu_layouts layouts; /* which formats take their GPU layouts (kernels.h, gpu/layout.h) */
+    uint32_t mv_rows, mv_units, mv_min_wgs; /* mat-vec tuning (kernels.h; 0: defaults) */
+    bool int8;            /* int8 token for Q4_0/Q8_0 mat-vecs where WGSL has dot4I8Packed (kernels.h) */
 } sl_gpu_params;
 
 typedef enum sl_gpu_buf_kind {

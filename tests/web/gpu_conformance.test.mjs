@@ -57,10 +57,9 @@ if (!hasTestdata()) {
   // qwen2; a tied head; K-quant mixes); the large-vocabulary ones add time only.
   const decodeModels = ['stories260K-f32', 'stories260K-f16', 'sv-llama-q4_0', 'sv-llama-q8_0', 'sv-llama-q6_k',
     'sv-llama-q4_k_m', 'sv-llama-tied-f32', 'sv-qwen2-f32'];
-  test('webgpu decode logits, one token per step', async (t) => {
-    if (!(await requireGpu(t))) return;
-    const backend = await webgpuBackend();
-    for (const entry of index.filter((e) => decodeModels.includes(e.name))) {
+  async function checkDecode(names, backendOptions = {}, label = '') {
+    const backend = await webgpuBackend(backendOptions);
+    for (const entry of index.filter((e) => names.includes(e.name))) {
       const engine = await Engine.create({ wasm: process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM,
         backend });
       try {
@@ -69,13 +68,31 @@ if (!hasTestdata()) {
         const rows = new Float32Array(c.tokens.length * c.V);
         for (let i = 0; i < c.tokens.length; i++) rows.set(await engine.eval([c.tokens[i]]), i * c.V);
         const s = compareWithReference(c, rows, entry.tol);
-        console.error(`  webgpu-decode ${entry.name.padEnd(28)} rows ${String(s.rows).padStart(3)}  worst nrmse ${s.worst.toPrecision(3)} (row ${s.worstRow})  tolerance ${entry.tol}  top-1 mismatches ${s.top1Bad}`);
+        console.error(`  webgpu-decode${label} ${entry.name.padEnd(28)} rows ${String(s.rows).padStart(3)}  worst nrmse ${s.worst.toPrecision(3)} (row ${s.worstRow})  tolerance ${entry.tol}  top-1 mismatches ${s.top1Bad}`);
         assert.ok(s.worst <= entry.tol, `${entry.name}: worst nrmse ${s.worst} > ${entry.tol} at row ${s.worstRow}`);
         assert.equal(s.top1Bad, 0, `${entry.name}: ${s.top1Bad} rows with a different top-1 token`);
       } finally {
         engine.free();
       }
     }
+  }
+  test('webgpu decode logits, one token per step', async (t) => {
+    if (await requireGpu(t)) await checkDecode(decodeModels);
+  });
+
+  // The weights as stored in the file (no GPU layouts, STREAMLLM_GPU_LAYOUT=raw);
+  // the K-quant layouts the default leaves out (STREAMLLM_GPU_LAYOUT=all);
+  // and f32 tokens for Q4_0/Q8_0 mat-vecs (STREAMLLM_GPU_INT8=0; the default
+  // takes them as int8 where WGSL has dot4I8Packed).
+  const layoutModels = ['sv-llama-q4_0', 'sv-llama-q8_0', 'sv-llama-q6_k', 'sv-llama-q4_k_m'];
+  test('webgpu decode logits, weights as stored in the file (raw layout)', async (t) => {
+    if (await requireGpu(t)) await checkDecode(layoutModels, { layouts: 'raw' }, '-raw');
+  });
+  test('webgpu decode logits, Q4_K and Q6_K matrices in their GPU layouts too', async (t) => {
+    if (await requireGpu(t)) await checkDecode(['sv-llama-q6_k', 'sv-llama-q4_k_m'], { layouts: 'all' }, '-all');
+  });
+  test('webgpu decode logits, f32 tokens for Q4_0 and Q8_0 mat-vecs', async (t) => {
+    if (await requireGpu(t)) await checkDecode(['sv-llama-q4_0', 'sv-llama-q8_0'], { int8: false }, '-f32');
   });
 
   test('webgpu greedy run stories260K prints the reference text', async (t) => {

@@ -47,12 +47,19 @@ async function setup(plain = false) {
 
 // Runs one kernel test; returns { nrmse, maxAbs }. kvF16: f16 K/V caches
 // (ROPE_KV, ATTN_*; the device must have shader-f16).
+// Weights (MATVEC, MATMUL, EMBED): raw: as stored in the file, else in the
+// format's GPU layout (src/gpu/layout.h; every format that has one, also
+// those the engine keeps raw by default), uploaded in pieces of `piece`
+// bytes (0: whole), the last first when `reversed`; mv: mat-vec tuning
+// { rows, units, minWgs }; norm: the mat-vec norms its token first.
 async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh = 8, nkv = 2, hd = 32, nrot = hd,
-  neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false, kvF16 = false } = {}) {
+  neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false, kvF16 = false, raw = false, piece = 0,
+  reversed = false, mv = {}, norm = false, int8 = false } = {}) {
   const { mod, bridge } = await setup(plain);
   const ex = mod.exports;
   const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0,
-    chunk, seed, kvF16 ? 1 : 0);
+    chunk, seed, kvF16 ? 1 : 0, raw ? 1 : 2, piece, reversed ? 1 : 0, mv.rows ?? 0, mv.units ?? 0, mv.minWgs ?? 0,
+    norm ? 1 : 0, int8 ? 1 : 0);
   if (t === 0) throw mod.error('gpu_ktest_begin');
   await bridge.settle();
   const nrmse = ex.gpu_ktest_end(t);
@@ -115,6 +122,70 @@ if (!existsSync(wasmPath)) {
         expectClose(await ktest(K.MATVEC, { type, rows: 45, cols, n: 2, epi }), `mat-vec ${name} type ${type}`);
         expectClose(await ktest(K.MATMUL, { type, rows: 45, cols, n: 35, epi, chunk: 20 }), `mat-mul ${name} type ${type}`);
       }
+    }
+  });
+
+  // The GPU weight layouts (src/gpu/layout.h): blocks permuted per chunk on
+  // upload, pieces cut anywhere (4-byte aligned) and in any order carried
+  // over; every op that reads weights, against the reference and against
+  // the same weights as stored (raw).
+  const LAYOUT_TYPES = ['Q4_0', 'Q8_0', 'Q4_K', 'Q6_K'];
+  for (const name of LAYOUT_TYPES) {
+    const type = TYPES[name];
+    const k = K_TYPES.has(name);
+    const cols = k ? 768 : 544;
+    test(`GPU layout ${name}: mat-vec, mat-mul, embedding from pieces cut anywhere`, async (t) => {
+      if (!(await requireGpu(t))) return;
+      for (const raw of [false, true]) expectClose(await ktest(K.MATVEC, { type, rows: 37, cols, n: 2, raw }), `mat-vec raw ${raw}`);
+      for (const piece of [4, 20, 36, 1028, (1 << 20) + 4])
+        for (const reversed of [false, true]) {
+          const what = `pieces of ${piece}${reversed ? ', last first' : ''}`;
+          expectClose(await ktest(K.MATVEC, { type, rows: 75, cols, chunk: 16, piece, reversed }), `mat-vec, chunks of 16 rows, ${what}`);
+          expectClose(await ktest(K.MATVEC, { type, rows: 13, cols, piece, reversed, seed: 3 }), `mat-vec, odd rows, ${what}`);
+        }
+      expectClose(await ktest(K.MATMUL, { type, rows: 75, cols, n: 9, chunk: 16, piece: 20, reversed: true }), 'mat-mul, pieces of 20');
+      expectClose(await ktest(K.EMBED, { type, rows: 90, cols, n: 12, chunk: 20, piece: 36 }), 'embedding, pieces of 36');
+    });
+    test(`GPU layout ${name}: mat-vec shapes (rows and units per invocation), normed token`, async (t) => {
+      if (!(await requireGpu(t))) return;
+      for (const rows of [1, 2, 3, 4])
+        for (const units of [1, 2, 8])
+          expectClose(await ktest(K.MATVEC, { type, rows: 43, cols, n: 2, epi: EPI.ADD, mv: { rows, units, minWgs: 1 } }),
+            `${rows} rows, ${units} units per invocation`);
+      // the token in workgroup memory (normed once) and, for wide rows, read from the buffer (normed on the fly)
+      for (const c of [cols, k ? 32768 : 16384])
+        for (const epi of [EPI.NONE, EPI.ADD])
+          expectClose(await ktest(K.MATVEC, { type, rows: 21, cols: c, n: 3, epi, norm: true }), `normed, ${c} columns, epilogue ${epi}`);
+      expectClose(await ktest(K.MATVEC, { type, rows: 21, cols, norm: true, plain: true }), 'normed, without subgroups');
+      expectClose(await ktest(K.MATVEC, { type, rows: 21, cols, norm: true, raw: true }), 'normed, raw');
+    });
+  }
+
+  // int8 tokens (dot4I8Packed) for Q4_0 and Q8_0: llama.cpp's arithmetic,
+  // so against the float64 reference within the int8 rounding of the token
+  // (about 0.4% rms), not 2e-5; a wrong element would give nrmse ~1.
+  const INT8_TOL = 1e-2;
+  test('int8 token for Q4_0 and Q8_0 mat-vecs (dot4I8Packed)', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const { info } = await setup();
+    if (!info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) {
+      const msg = 'WGSL lacks packed_4x8_integer_dot_product';
+      if (process.env.CI === 'true') assert.fail(msg);
+      console.error(`SKIP ${msg}`);
+      t.skip(msg);
+      return;
+    }
+    const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
+    for (const type of [TYPES.Q4_0, TYPES.Q8_0]) {
+      for (const [rows, cols] of [[1, 32], [37, 544], [130, 2048]])
+        for (const norm of [false, true])
+          close(await ktest(K.MATVEC, { type, rows, cols, n: 2, norm, int8: true }), `type ${type} ${rows}x${cols} norm ${norm}`);
+      for (const rows of [1, 3, 4])
+        close(await ktest(K.MATVEC, { type, rows: 45, cols: 256, epi: EPI.ADD, mv: { rows, units: 1, minWgs: 1 }, int8: true, piece: 20 }),
+          `type ${type}, ${rows} rows per invocation`);
+      close(await ktest(K.MATVEC, { type, rows: 75, cols: 544, chunk: 16, int8: true, plain: true }), `type ${type} chunks, without subgroups`);
+      // too wide for workgroup memory: the f32 token, exact again
+      expectClose(await ktest(K.MATVEC, { type, rows: 9, cols: 16384, int8: true }), `type ${type} 9x16384 (f32 token)`);
     }
   });
 

@@ -117,7 +117,8 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
     return [l.maxStorageBufferBindingSize, l.maxBufferSize, l.maxComputeInvocationsPerWorkgroup,
       l.maxComputeWorkgroupStorageSize, l.maxComputeWorkgroupsPerDimension, l.minStorageBufferOffsetAlignment,
       l.maxStorageBuffersPerShaderStage, device.features.has('shader-f16') ? 1 : 0,
-      device.features.has('subgroups') ? 1 : 0, wgslLanguageFeatures?.has?.('subgroup_id') ? 1 : 0];
+      device.features.has('subgroups') ? 1 : 0, wgslLanguageFeatures?.has?.('subgroup_id') ? 1 : 0,
+      wgslLanguageFeatures?.has?.('packed_4x8_integer_dot_product') ? 1 : 0];
   };
   let capList = null;
 
@@ -415,15 +416,31 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // has shader-f16; off by default because the llama.cpp references in the
 // test data were made with an f32 KV cache, so conformance runs keep f32),
 // profile (GPU timestamps per kernel into bridge.stats.kernels, where the
-// device has timestamp-query; slower: for bench/gpu.mjs --profile).
-// In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT and
-// $STREAMLLM_GPU_MAX_BINDING set budget, nOut and maxBinding when the
-// options do not.
+// device has timestamp-query; slower: for bench/gpu.mjs --profile),
+// layouts ('fast', the default: Q4_0 and Q8_0 matrices in their GPU layouts
+// of src/gpu/layout.h; 'raw': every matrix as stored in the file; 'all':
+// also Q4_K and Q6_K, whose layout kernels are not faster yet), matvec { rows, units, minWorkgroups }
+// (mat-vec tuning, src/gpu/kernels.h; unset: defaults), int8 (default
+// true: Q4_0/Q8_0 mat-vecs take the token as int8 blocks and use
+// dot4I8Packed where WGSL has it, llama.cpp's arithmetic, 18% faster decode
+// on an H200; false: the f32 token).
+// In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT,
+// $STREAMLLM_GPU_MAX_BINDING, $STREAMLLM_GPU_LAYOUT (raw, all),
+// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS and $STREAMLLM_GPU_INT8=0 set
+// budget, nOut, maxBinding, layouts, matvec and int8 when the options do not.
+const LAYOUTS = { fast: 0, raw: 1, all: 2 };
+export function layoutsCode(name = 'fast') {
+  if (!(name in LAYOUTS)) throw new EngineError(`webgpu: layouts must be one of ${Object.keys(LAYOUTS).join(', ')}, not ${name}`);
+  return LAYOUTS[name];
+}
+
 export async function webgpuBackend(options = {}) {
   const env = globalThis.process?.env ?? {};
   const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
   options = {
     budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
+    layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0',
+    matvec: { rows: num(env.STREAMLLM_GPU_MV_ROWS), units: num(env.STREAMLLM_GPU_MV_UNITS), minWorkgroups: num(env.STREAMLLM_GPU_MV_MIN_WGS) },
     ...options,
   };
   // gpu and adapter stay referenced: Dawn tears the device down when they are collected
@@ -464,8 +481,10 @@ export async function webgpuBackend(options = {}) {
       if (!pendingSources) throw new EngineError('webgpu: newContext without load');
       const { sources, reread } = pendingSources;
       pendingSources = null;
+      const tune = options.matvec ?? {};
       const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0,
-        options.maxBinding ?? 0, options.onDemand === false ? 0 : 1, options.kvF16 ? 1 : 0));
+        options.maxBinding ?? 0, options.onDemand === false ? 0 : 1, options.kvF16 ? 1 : 0, layoutsCode(options.layouts),
+        tune.rows ?? 0, tune.units ?? 0, tune.minWorkgroups ?? 0, options.int8 === false ? 0 : 1));
       const tensors = tensorList(mod, model);
       const chunk = options.uploadChunk ?? (16 << 20);
       try {
