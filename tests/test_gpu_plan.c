@@ -599,12 +599,17 @@ static void test_kernels(void) {
         }
     }
     CHECK(!sl_gpu_type_supported(SL_TYPE_Q8_K));
-    /* the GPU layouts' readers, and int8 tokens only for Q4_0/Q8_0 in a layout */
+    /* the GPU layouts' readers, and int8 tokens only for Q4_0/Q8_0 in a layout;
+     * by default (SL_GPU_LAYOUTS_FAST) Q4_K stays as stored */
     for (int i = 0; i < 3; i++) {
         const sl_type ty = i == 0 ? SL_TYPE_Q4_0 : i == 1 ? SL_TYPE_Q8_0 : SL_TYPE_Q4_K;
         sl_gpu_kernel_desc d = {.kernel = SL_GK_MATVEC, .type = ty, .cols = 512, .rows = 7, .out_stride = 7,
                                 .int8_dot = true};
         char *src = sl_gpu_kernel_wgsl(&d, &err);
+        CHECK(src && (strstr(src, "array<vec4<u32>>") != NULL) == (i < 2) && (strstr(src, "dot4I8Packed") != NULL) == (i < 2));
+        free(src);
+        d.layouts = SL_GPU_LAYOUTS_ALL;
+        src = sl_gpu_kernel_wgsl(&d, &err);
         CHECK(src && strstr(src, "array<vec4<u32>>") && (strstr(src, "dot4I8Packed") != NULL) == (i < 2));
         free(src);
         d.layouts = SL_GPU_LAYOUTS_NONE;
@@ -774,6 +779,11 @@ static void layout_case(sl_type type, int64_t rows, int64_t cols, int64_t chunk_
 
 static void test_layout(void) {
     CHECK(sl_gpu_layout_get(SL_TYPE_Q4_1) == NULL && sl_gpu_layout_get(SL_TYPE_F32) == NULL);
+    /* which layouts each policy uses */
+    CHECK(sl_gpu_layout_for(SL_TYPE_Q4_0, SL_GPU_LAYOUTS_FAST) && sl_gpu_layout_for(SL_TYPE_Q8_0, SL_GPU_LAYOUTS_FAST));
+    CHECK(!sl_gpu_layout_for(SL_TYPE_Q4_K, SL_GPU_LAYOUTS_FAST) && !sl_gpu_layout_for(SL_TYPE_Q6_K, SL_GPU_LAYOUTS_FAST));
+    CHECK(sl_gpu_layout_for(SL_TYPE_Q4_K, SL_GPU_LAYOUTS_ALL) && sl_gpu_layout_for(SL_TYPE_Q6_K, SL_GPU_LAYOUTS_ALL));
+    CHECK(!sl_gpu_layout_for(SL_TYPE_Q4_0, SL_GPU_LAYOUTS_NONE) && !sl_gpu_layout_for(SL_TYPE_Q4_1, SL_GPU_LAYOUTS_ALL));
     const sl_type types[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         const sl_gpu_layout *l = sl_gpu_layout_get(types[i]);
