@@ -172,10 +172,9 @@ if (opt.profile) {
 
 const out = {
   model: opt.m, adapter: `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.trim(),
-  int8: opt.int8 !== false && process.env.STREAMLLM_GPU_INT8 !== '0',
-  layout: opt.layouts || process.env.STREAMLLM_GPU_LAYOUT || 'fast',
-  matvec: opt.matvec ?? { rows: process.env.STREAMLLM_GPU_MV_ROWS, units: process.env.STREAMLLM_GPU_MV_UNITS,
-    minWorkgroups: process.env.STREAMLLM_GPU_MV_MIN_WGS },
+  int8: factory.options.int8 !== false,
+  layout: factory.options.layouts ?? 'fast',
+  matvec: factory.options.matvec ?? {},
   results, bandwidth, weightBytes, floorTps, encodeUsPerToken,
   dispatchesPerToken: lastDispatches,
   ofFloor: results[tgName] ? results[tgName].median / floorTps : null,

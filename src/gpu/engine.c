@@ -70,13 +70,12 @@ struct sl_gpu_engine {
     int kind, seg;          /* the current batch's program kind and next segment */
     uint32_t n_cap, n_splits;
     int32_t stream_layer;   /* the streamed layer whose weights the host must upload now, or -1 */
+    /* as given; layouts, mat-vec tuning and int8 shape every kernel */
+    sl_gpu_params params;
     /* weights in their GPU layouts (gpu/layout.h): per plan tensor, the bytes
      * of block groups cut by upload pieces; scratch for the permutation */
-    sl_gpu_layouts layouts;
     sl_gpu_relayout *relayout;
     unsigned char *scratch;
-    uint32_t mv_rows, mv_units, mv_min_wgs;
-    bool int8;
 };
 
 /* Scratch for permuting weights: runs of up to half of it are written at once. */
@@ -167,12 +166,12 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
     memcpy(all + 1, b, (size_t)n * sizeof *b);
     sl_gpu_kernel_desc dd = *d;
     dd.subgroups = e->plan->caps.has_subgroups && e->plan->caps.has_subgroup_id;
-    dd.layouts = e->layouts;
+    dd.layouts = e->params.layouts;
     dd.max_wg_storage = e->plan->caps.max_wg_storage;
-    dd.mv_rows = e->mv_rows;
-    dd.mv_units = e->mv_units;
-    dd.mv_min_wgs = e->mv_min_wgs;
-    dd.int8_dot = e->int8 && e->plan->caps.has_dot4;
+    dd.mv_rows = e->params.mv_rows;
+    dd.mv_units = e->params.mv_units;
+    dd.mv_min_wgs = e->params.mv_min_wgs;
+    dd.int8_dot = e->params.int8 && e->plan->caps.has_dot4;
     int32_t pipe = get_pipeline(e, &dd, err);
     if (!pipe) return -1;
     int32_t bg = wg_bind_group_create(pipe, all, n + 1);
@@ -538,11 +537,7 @@ sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *
     }
     e->m = m;
     e->stream_layer = -1;
-    e->layouts = p->layouts;
-    e->mv_rows = p->mv_rows;
-    e->mv_units = p->mv_units;
-    e->mv_min_wgs = p->mv_min_wgs;
-    e->int8 = p->int8;
+    e->params = *p;
     e->plan = sl_gpu_plan_build(m->gguf, &m->hp, p, &caps, err);
     if (!e->plan) goto fail;
     const sl_gpu_plan *pl = e->plan;
@@ -643,11 +638,6 @@ static int upload_rope_freqs(sl_gpu_engine *e, uint64_t offset, const void *data
     return rc ? -1 : upload_rope(e, err);
 }
 
-/* The GPU layout of a weight format in this engine (NULL: as stored). */
-static const sl_gpu_layout *weight_layout(const sl_gpu_engine *e, sl_type type) {
-    return sl_gpu_layout_for(type, e->layouts);
-}
-
 typedef struct layout_sink_ctx {
     const sl_gpu_engine *e;
     const sl_gpu_chunk *chunks; /* the tensor's */
@@ -682,6 +672,7 @@ int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, co
         return sl_err(err, "upload of '%s': piece [%llu, +%llu) is not 4-byte aligned", name,
                       (unsigned long long)offset, (unsigned long long)len);
     size_t ti = (size_t)(t - p->tensors);
+    const sl_gpu_layout *lay = t->is_vector ? NULL : sl_gpu_layout_for(t->type, e->params.layouts);
     if (t->is_vector) {
         int32_t vb = e->bufs[p->buf_vectors];
         if (t->type == SL_TYPE_F32) {
@@ -695,11 +686,11 @@ int sl_gpu_upload_tensor(sl_gpu_engine *e, const char *name, uint64_t offset, co
             wg_buffer_write(vb, (double)t->vec_offset, f, (uint32_t)(t->cols * 4));
             free(f);
         }
-    } else if (weight_layout(e, t->type)) {
+    } else if (lay) {
         /* permuted into the format's GPU layout; cut groups wait in the carry */
         if (!e->scratch && !(e->scratch = malloc(LAYOUT_SCRATCH_BYTES))) return sl_err(err, "out of memory");
         layout_sink_ctx ctx = {e, &p->chunks[t->first_chunk]};
-        if (sl_gpu_relayout_put(&e->relayout[ti], weight_layout(e, t->type), &p->chunks[t->first_chunk],
+        if (sl_gpu_relayout_put(&e->relayout[ti], lay, &p->chunks[t->first_chunk],
                                 t->n_chunks, offset, data, len, e->scratch, LAYOUT_SCRATCH_BYTES, layout_sink, &ctx,
                                 err))
             return -1;

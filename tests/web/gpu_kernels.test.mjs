@@ -16,7 +16,7 @@ import path from 'node:path';
 import { WASM, CLI, requireTestdata, readIndex, referenceCase, readF32, compareRow } from './refdata.mjs';
 import { requireGpu } from './gpu_env.mjs';
 import { loadEngineModule } from '../../web/engine/wasm.mjs';
-import { requestDevice, createBridge } from '../../web/engine/webgpu.mjs';
+import { requestDevice, createBridge, layoutsCode } from '../../web/engine/webgpu.mjs';
 
 const wasmPath = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
 
@@ -58,7 +58,7 @@ async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh 
   const { mod, bridge } = await setup(plain);
   const ex = mod.exports;
   const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0,
-    chunk, seed, kvF16 ? 1 : 0, raw ? 1 : 2, piece, reversed ? 1 : 0, mv.rows ?? 0, mv.units ?? 0, mv.minWgs ?? 0,
+    chunk, seed, kvF16 ? 1 : 0, layoutsCode(raw ? 'raw' : 'all'), piece, reversed ? 1 : 0, mv.rows ?? 0, mv.units ?? 0, mv.minWgs ?? 0,
     norm ? 1 : 0, int8 ? 1 : 0);
   if (t === 0) throw mod.error('gpu_ktest_begin');
   await bridge.settle();

@@ -11,7 +11,7 @@
 //   { id, type: 'block', buf, length, at, fromStore }   a verified block (buf transferred;
 //                                     fromStore: its first bytes read from the partial file)
 //   { id, type: 'retry' } ; { id, type: 'done' } ; { id, type: 'error', error }
-import { Fetcher, BlockLoader, errorToMessage, nodeHttpFetch, isNode } from './download.mjs';
+import { Fetcher, BlockLoader, errorToMessage } from './download.mjs';
 import { openStore } from './weights.mjs';
 
 const jobs = new Map(); // id -> { ctrl, waiters: Map(buf -> resolve) }
@@ -36,8 +36,7 @@ async function run({ id, job, options }, post) {
     return d;
   };
   try {
-    // Node: node:http (cheaper per byte than Node's fetch); browsers: fetch
-    const fetcher = new Fetcher({ ...options, fetch: isNode() ? nodeHttpFetch : null, counters });
+    const fetcher = new Fetcher({ ...options, counters });
     const loader = new BlockLoader(fetcher, {
       store: await storeOf(options.store),
       integrityAttempts: options.integrityAttempts,

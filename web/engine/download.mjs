@@ -176,11 +176,12 @@ class Transient extends Error {
 // ---- requests -----------------------------------------------------------------------
 
 // HTTP for the manager: fetch with retries for transient failures, and
-// Range downloads that resume where the bytes stopped. counters (shared
-// with the caller): requests, retries, networkBytes.
+// Range downloads that resume where the bytes stopped. fetch: the caller's,
+// else node:http in Node (nodeHttpFetch), fetch() elsewhere. counters
+// (shared with the caller): requests, retries, networkBytes.
 export class Fetcher {
   constructor({ fetch = null, retries = 5, backoffMs = 250, maxBackoffMs = 8000, stallMs = 30000, counters = null } = {}) {
-    this.fetch = fetch ?? defaultFetch;
+    this.fetch = fetch ?? (isNode() ? nodeHttpFetch : defaultFetch);
     this.retries = retries;
     this.backoffMs = backoffMs;
     this.maxBackoffMs = maxBackoffMs;

@@ -454,6 +454,7 @@ export async function webgpuBackend(options = {}) {
     imports: { webgpu: bridge.imports },
     bridge,
     device,
+    options, // as resolved from the arguments and the environment
     attach(mod) {
       modRef = mod;
       bridge.attach(mod.memory);

@@ -16,7 +16,7 @@
 //                       // .gguf URL (by its extension; force with mode: 'manifest'|'gguf');
 //                       // in Node also a file: URL
 //     store,            // a cache store (await openStore(...)), or null: no persistence
-//     fetch,            // default globalThis.fetch (file: URLs: read from disk, Node)
+//     fetch,            // default: fetch(), in Node node:http (file: URLs: read from disk, Node)
 //     concurrency: 6,   // shards downloaded at once (a browser opens at most 6 HTTP/1.1
 //                       // connections per host; more would wait, and could time out)
 //     retries: 5,       // failed requests in a row (no byte received) before giving up
@@ -110,7 +110,7 @@
 //    (same SHA-256, same blob) and drops the rest.
 
 import { newSha256, Sha256, HashPool } from './sha256.mjs';
-import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount, isNode, nodeHttpFetch } from './download.mjs';
+import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount } from './download.mjs';
 import {
   WeightError, HttpError, NetworkError, IntegrityError, ManifestError, QuotaError, AbortError, KEY_PATTERN,
 } from './store-common.mjs';
@@ -238,8 +238,7 @@ export class StreamWeightManager {
     this.counters = {
       networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, downloadWorkers: 0, rereadBytes: 0,
     };
-    // in Node, node:http (see nodeHttpFetch) unless the caller gave a fetch
-    this.net = new Fetcher({ fetch: fetch ?? (isNode() ? nodeHttpFetch : null), retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
+    this.net = new Fetcher({ fetch, retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
     this.progress = null;
   }
 

@@ -264,7 +264,7 @@ export class EngineHost {
       }
     }
     const wm = new weights.StreamWeightManager({
-      url: model, store, concurrency: options.concurrency ?? 6, modelId: options.modelId,
+      url: model, store, concurrency: options.concurrency, modelId: options.modelId,
       onProgress: (p) => progress(p),
     });
 
