@@ -10,18 +10,19 @@
 //                      [--layouts raw|all] [--mv ROWS,UNITS,MIN_WGS] [--no-int8]
 //
 // --layouts raw keeps every matrix as stored in the file, --layouts all puts
-// Q4_K and Q6_K ones in their GPU layouts too (src/gpu/layout.h; default:
-// Q4_0 and Q8_0 only); --mv tunes the mat-vec kernels (rows
+// Q4_K and Q6_K ones in their GPU layouts also without the int8 token
+// (src/gpu/layout.h; default: with it); --mv tunes the mat-vec kernels (rows
 // and units of a row per invocation, the fewest workgroups before fewer rows
 // per invocation; 0 or empty: the default), e.g. --mv 4,4,0 or --mv ,8,.
-// --no-int8: Q4_0/Q8_0 mat-vecs take the token as f32, not as int8 blocks (dot4I8Packed).
+// --no-int8: mat-vecs take the token as f32, not as int8 blocks (dot4I8Packed).
 // The same come from $STREAMLLM_GPU_LAYOUT, $STREAMLLM_GPU_MV_ROWS,
 // _UNITS, _MIN_WGS and $STREAMLLM_GPU_INT8=0.
 //
 // --json prints one JSON line (bench/gpu.sh reads it) instead of the table.
-// --profile then loads the model again with GPU timestamps around every
-// dispatch (timestamp-query) and prints the GPU time per decode token by
-// kernel (separate passes add time of their own: a breakdown, not a speed).
+// --profile then loads the model again with GPU timestamps around each
+// step's pass (timestamp-query): its GPU time per decode token against the
+// wall time; and again around every dispatch: the GPU time per decode token
+// by kernel (separate passes add time of their own: a breakdown, not a speed).
 import path from 'node:path';
 import { Engine } from '../web/engine/engine.mjs';
 import { median, benchTokens } from './lib.mjs';
@@ -111,17 +112,21 @@ const plan = engine.backend.plan;
 const V = info.n_vocab;
 const toks = benchTokens(V, Math.max(opt.p, opt.n));
 
-// host time spent recording and submitting dispatches, per token of the last tg run
-let encodeUsPerToken = null;
+// host time spent recording and submitting dispatches, and copying the
+// logits out of the mapped read-back, per token of the last tg run
+let encodeUsPerToken = null, readUsPerToken = null;
 async function once(tg, n) {
   engine.truncate(0);
   const { stats } = engine.backend.bridge;
-  const e0 = stats.encodeMs;
+  const e0 = stats.encodeMs, r0 = stats.readMs;
   const t0 = performance.now();
   if (tg) for (let i = 0; i < n; i++) await engine.step([toks[i]]);
   else await engine.step(toks.slice(0, n));
   const s = (performance.now() - t0) / 1000;
-  if (tg) encodeUsPerToken = ((stats.encodeMs - e0) * 1000) / n;
+  if (tg) {
+    encodeUsPerToken = ((stats.encodeMs - e0) * 1000) / n;
+    readUsPerToken = ((stats.readMs - r0) * 1000) / n;
+  }
   return n / s;
 }
 
@@ -144,30 +149,33 @@ const floorTps = bandwidth / weightBytes;
 const adapter = factory.adapterInfo();
 engine.free();
 
-// GPU time per decode token by kernel
+// GPU time per decode token by kernel, and of the whole step (its one pass)
+// against the wall time of a step
+async function profileRun(mode) {
+  const pf = await webgpuBackend({ ...engineOptions, profile: mode });
+  if (!pf.device.features.has('timestamp-query')) return null;
+  const pe = await Engine.create({ wasm: opt.wasm, backend: pf });
+  await pe.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
+  const { stats } = pe.backend.bridge;
+  pe.truncate(0);
+  await pe.step(toks.slice(0, 1)); // compile and record
+  for (const k of Object.keys(stats.kernels)) delete stats.kernels[k];
+  const d0 = stats.dispatches;
+  const t0 = performance.now();
+  for (let i = 0; i < opt.n; i++) await pe.step([toks[i]]);
+  const wallMs = (performance.now() - t0) / opt.n;
+  await pe.backend.bridge.settle();
+  const kernels = Object.entries(stats.kernels).map(([label, v]) => ({ label, usPerToken: v.ns / 1e3 / opt.n, perToken: v.count / opt.n }))
+    .sort((a, b) => b.usPerToken - a.usPerToken);
+  pe.free();
+  return { wallMsPerToken: wallMs, dispatchesPerToken: (stats.dispatches - d0) / opt.n,
+    gpuUsPerToken: kernels.reduce((n, k) => n + k.usPerToken, 0), kernels };
+}
 let profile = null;
 if (opt.profile) {
-  const pf = await webgpuBackend({ ...engineOptions, profile: true });
-  if (!pf.device.features.has('timestamp-query')) {
-    profile = { error: 'the device has no timestamp-query' };
-  } else {
-    const pe = await Engine.create({ wasm: opt.wasm, backend: pf });
-    await pe.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
-    const { stats } = pe.backend.bridge;
-    pe.truncate(0);
-    await pe.step(toks.slice(0, 1)); // compile and record
-    for (const k of Object.keys(stats.kernels)) delete stats.kernels[k];
-    const d0 = stats.dispatches;
-    const t0 = performance.now();
-    for (let i = 0; i < opt.n; i++) await pe.step([toks[i]]);
-    const wallMs = (performance.now() - t0) / opt.n;
-    await pe.backend.bridge.settle();
-    const kernels = Object.entries(stats.kernels).map(([label, v]) => ({ label, usPerToken: v.ns / 1e3 / opt.n, perToken: v.count / opt.n }))
-      .sort((a, b) => b.usPerToken - a.usPerToken);
-    profile = { wallMsPerToken: wallMs, dispatchesPerToken: (stats.dispatches - d0) / opt.n,
-      gpuUsPerToken: kernels.reduce((n, k) => n + k.usPerToken, 0), kernels };
-    pe.free();
-  }
+  const step = await profileRun('step');
+  profile = step ? { ...(await profileRun(true)), stepGpuUsPerToken: step.gpuUsPerToken, stepWallMsPerToken: step.wallMsPerToken }
+    : { error: 'the device has no timestamp-query' };
 }
 
 const out = {
@@ -175,7 +183,8 @@ const out = {
   int8: factory.options.int8 !== false,
   layout: factory.options.layouts ?? 'fast',
   matvec: factory.options.matvec ?? {},
-  results, bandwidth, weightBytes, floorTps, encodeUsPerToken,
+  firstChunk: factory.options.firstChunk ?? 4,
+  results, bandwidth, weightBytes, floorTps, encodeUsPerToken, readUsPerToken,
   dispatchesPerToken: lastDispatches,
   ofFloor: results[tgName] ? results[tgName].median / floorTps : null,
   profile,
@@ -191,10 +200,13 @@ if (opt.json) {
   console.log(`copy bandwidth ${(bandwidth / 1e9).toPrecision(3)} GB/s; weights ${(weightBytes / 2 ** 20).toFixed(0)} MiB per token; ` +
     `decode floor ${floorTps.toFixed(0)} t/s${out.ofFloor !== null ? `; ${tgName} at ${(100 * out.ofFloor).toFixed(1)}% of it` : ''}`);
   if (encodeUsPerToken !== null)
-    console.log(`decode: ${lastDispatches ?? '?'} dispatches per token; host recording + submitting ${encodeUsPerToken.toFixed(0)} us per token`);
+    console.log(`decode: ${lastDispatches ?? '?'} dispatches per token; host recording + submitting ${encodeUsPerToken.toFixed(0)} us, ` +
+      `copying the logits ${readUsPerToken.toFixed(0)} us per token`);
   if (profile?.error) console.log(`profile: ${profile.error}`);
   else if (profile) {
-    console.log(`\nprofile of ${tgName} (one pass per dispatch): ${profile.dispatchesPerToken} dispatches, ` +
+    console.log(`\n${tgName}, one pass per step: ${profile.stepGpuUsPerToken.toFixed(0)} us of GPU time, ` +
+      `${(profile.stepWallMsPerToken * 1e3).toFixed(0)} us wall per token`);
+    console.log(`profile of ${tgName} (one pass per dispatch): ${profile.dispatchesPerToken} dispatches, ` +
       `${profile.gpuUsPerToken.toFixed(0)} us of kernels, ${(profile.wallMsPerToken * 1e3).toFixed(0)} us wall per token`);
     console.log('| kernel | us per token | dispatches per token | share |');
     console.log('|---|---|---|---|');

@@ -538,7 +538,10 @@ sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *
     e->m = m;
     e->stream_layer = -1;
     e->params = *p;
-    e->plan = sl_gpu_plan_build(m->gguf, &m->hp, p, &caps, err);
+    /* with the int8 token the K-quant layouts' kernels are the faster ones
+     * too (kernels.h); without it only Q4_0's and Q8_0's */
+    if (e->params.layouts == SL_GPU_LAYOUTS_FAST && e->params.int8 && caps.has_dot4) e->params.layouts = SL_GPU_LAYOUTS_ALL;
+    e->plan = sl_gpu_plan_build(m->gguf, &m->hp, &e->params, &caps, err);
     if (!e->plan) goto fail;
     const sl_gpu_plan *pl = e->plan;
     e->bufs = calloc((size_t)pl->n_buffers, sizeof *e->bufs);

@@ -513,29 +513,38 @@ static mv_shape mv_shape_of(const sl_gpu_kernel_desc *d) {
     return (mv_shape){T, R, 256 / T, units};
 }
 
-/* The token kept in workgroup memory (XS, normed once per workgroup): when
- * it fits beside the reductions' arrays (which then reuse it). */
-static bool mv_x_fits(const sl_gpu_kernel_desc *d, bool int8) {
-    if (d->cols % (int8 ? 32 : 4)) return false;
-    const uint64_t cap = d->max_wg_storage ? d->max_wg_storage : 16384;
-    const uint64_t xs = (uint64_t)d->cols * 4, r4 = d->cols / 4 >= 256 ? 0 : 256 * 16;
-    /* int8: XQ (a byte per element), XD (8 bytes per 32 elements) */
-    const uint64_t xq = int8 ? (uint64_t)d->cols + (uint64_t)d->cols / 4 : 0;
-    return xs + r4 + xq + 256 * 4 <= cap;
-}
-static bool mv_x_shared(const sl_gpu_kernel_desc *d) { return mv_x_fits(d, false); }
+static uint64_t wg_storage_cap(const sl_gpu_kernel_desc *d) { return d->max_wg_storage ? d->max_wg_storage : 16384; }
 
-/* The token also as int8 blocks (int8_dot): when it fits, for the kernels
- * with a Q4_0 or Q8_0 matrix in its layout. */
+/* The token as int8 blocks (int8_dot) for the kernels' matrices in a GPU
+ * layout (Q4_0, Q8_0, Q4_K, Q6_K): XQ (a byte per element), XD (scale and
+ * scale * sum per 32 elements) and XH (the sums of each 16 quants, for
+ * Q6_K's 16-element scales) in workgroup memory beside the reductions'
+ * arrays (R4, red),
+ * quantized by every workgroup from the token in global memory (or from XS
+ * where that is kept too), so that it fits where the f32 token does not
+ * (ffn_down: 8192 columns and more). */
 static bool mv_int8_type(const sl_gpu_kernel_desc *d, sl_type t) {
-    return d->int8_dot && kernel_layout(d, t) && (t == SL_TYPE_Q4_0 || t == SL_TYPE_Q8_0) && mv_x_fits(d, true);
+    if (!d->int8_dot || !kernel_layout(d, t) || d->cols % kernel_layout(d, t)->block_elems) return false;
+    return (uint64_t)d->cols + d->cols / 2 + 256 * 16 + 256 * 4 <= wg_storage_cap(d);
 }
-static bool mv_int8(const sl_gpu_kernel_desc *d) {
+/* Whether some (any) or every (all) matrix of the kernel takes the int8 token. */
+static bool mv_int8_matrices(const sl_gpu_kernel_desc *d, bool all) {
     sl_type types[3];
     const int n = mv_types(d, types);
     for (int i = 0; i < n; i++)
-        if (mv_int8_type(d, types[i])) return true;
-    return false;
+        if (mv_int8_type(d, types[i]) != all) return !all;
+    return all;
+}
+static bool mv_int8(const sl_gpu_kernel_desc *d) { return mv_int8_matrices(d, false); }
+
+/* The f32 token kept in workgroup memory (XS, normed once per workgroup):
+ * when some matrix reads it (not every one takes the int8 token) and it
+ * fits beside the reductions' arrays (which then reuse it) and XQ. */
+static bool mv_x_shared(const sl_gpu_kernel_desc *d) {
+    if (d->cols % 4 || mv_int8_matrices(d, true)) return false;
+    const uint64_t xs = (uint64_t)d->cols * 4, r4 = d->cols / 4 >= 256 ? 0 : 256 * 16;
+    const uint64_t xq = mv_int8(d) ? (uint64_t)d->cols + (uint64_t)d->cols / 2 : 0;
+    return xs + r4 + xq + 256 * 4 <= wg_storage_cap(d);
 }
 
 /* fn udot<sfx>(ro, u, xo) for a matrix of `type` in array `arr`, as stored. */
@@ -658,6 +667,50 @@ static void put_rows_dot(text *t, const sl_gpu_kernel_desc *d, const char *name,
     const sl_gpu_layout *lay = kernel_layout(d, type);
     if (!lay) {
         for (int s = 0; s < n; s++) put(t, "  res.%c = udot%s(rb.%c, u, xo);\n", comp[s], sfx, comp[s]);
+    } else if (mv_int8_type(d, type) && lay->block_elems == 256) {
+        /* a half block: the token's int8 blocks 4u..4u+3 (8 words), their
+         * scales (xdd), scales * sums (xds) and sums of 16 quants (xha, xhb) */
+        put(t, "  let k = 4u * u;\n"
+               "  let x0 = XQ[2u * k]; let x1 = XQ[2u * k + 1u]; let x2 = XQ[2u * k + 2u]; let x3 = XQ[2u * k + 3u];\n"
+               "  let x4 = XQ[2u * k + 4u]; let x5 = XQ[2u * k + 5u]; let x6 = XQ[2u * k + 6u]; let x7 = XQ[2u * k + 7u];\n"
+               "  let xd0 = XD[k]; let xd1 = XD[k + 1u]; let xd2 = XD[k + 2u]; let xd3 = XD[k + 3u];\n"
+               "  let xdd = vec4<f32>(xd0.x, xd1.x, xd2.x, xd3.x);\n"
+               "  let m4 = vec4<u32>(0x0f0f0f0fu); let s4 = vec4<u32>(4u);\n");
+        if (type == SL_TYPE_Q4_K)
+            put(t, "  let xds = vec4<f32>(xd0.y, xd1.y, xd2.y, xd3.y);\n");
+        else
+            put(t, "  let xh0 = XH[k]; let xh1 = XH[k + 1u]; let xh2 = XH[k + 2u]; let xh3 = XH[k + 3u];\n"
+                   "  let xha = vec4<i32>(xh0.x, xh1.x, xh2.x, xh3.x); let xhb = vec4<i32>(xh0.y, xh1.y, xh2.y, xh3.y);\n"
+                   "  let m2 = vec4<u32>(0x03030303u); let s2 = vec4<u32>(2u); let s6 = vec4<u32>(6u);\n");
+        for (int s = 0; s < n; s++) {
+            if (type == SL_TYPE_Q4_K)
+                /* sub-block i of the half (32 elements, the token's block k + i): low
+                 * nibbles of words 0-1 (i = 0), high (1), low of words 2-3 (2), high (3) */
+                put(t, "  { let ug = rb.%c + u; let nu = 2u * NB%s; let S = %s[NB%s * 8u + (ug >> 1u)];\n"
+                       "    let w0 = %s[ug]; let w1 = %s[nu + ug]; let w2 = %s[2u * nu + ug]; let w3 = %s[3u * nu + ug];\n"
+                       "    let sm = q4k_scales(S, (ug & 1u) == 1u); let dm = unpack2x16float(S.x);\n"
+                       "    let a = vec4<f32>(vec4<i32>(d16(w0 & m4, x0) + d16(w1 & m4, x1), d16((w0 >> s4) & m4, x2) + d16((w1 >> s4) & m4, x3),\n"
+                       "                                d16(w2 & m4, x4) + d16(w3 & m4, x5), d16((w2 >> s4) & m4, x6) + d16((w3 >> s4) & m4, x7)));\n"
+                       "    res.%c = dm.x * dot(sm.sc * xdd, a) - dm.y * dot(sm.mn, xds); }\n",
+                    comp[s], sfx, arr, sfx, arr, arr, arr, arr, comp[s]);
+            else
+                /* part p of the half (32 elements at 32 p, the token's block k + p):
+                 * positions 0-15 from ql words 0/2 and qh word 0, 16-31 from ql
+                 * words 1/3 and qh word 1; each 16 with its own scale (sa, sb) */
+                put(t, "  { let ug = rb.%c + u; let nu = 2u * NB%s; let S = %s[NB%s * 12u + (ug >> 1u)];\n"
+                       "    let l0 = %s[ug]; let l1 = %s[nu + ug]; let l2 = %s[2u * nu + ug]; let l3 = %s[3u * nu + ug];\n"
+                       "    let h0 = %s[4u * nu + ug]; let h1 = %s[5u * nu + ug];\n"
+                       "    let hi = (ug & 1u) == 1u; let s0 = select(S.x, S.z, hi); let s1 = select(S.y, S.w, hi);\n"
+                       "    let sa = bitcast<vec4<i32>>(vec4<u32>(s0 << 24u, s0 << 8u, s1 << 24u, s1 << 8u)) >> vec4<u32>(24u);\n"
+                       "    let sb = bitcast<vec4<i32>>(vec4<u32>(s0 << 16u, s0, s1 << 16u, s1)) >> vec4<u32>(24u);\n"
+                       "    let a = vec4<i32>(d16((l0 & m4) | ((h0 & m2) << s4), x0), d16((l2 & m4) | (((h0 >> s2) & m2) << s4), x2),\n"
+                       "                      d16(((l0 >> s4) & m4) | (((h0 >> s4) & m2) << s4), x4), d16(((l2 >> s4) & m4) | (((h0 >> s6) & m2) << s4), x6));\n"
+                       "    let b = vec4<i32>(d16((l1 & m4) | ((h1 & m2) << s4), x1), d16((l3 & m4) | (((h1 >> s2) & m2) << s4), x3),\n"
+                       "                      d16(((l1 >> s4) & m4) | (((h1 >> s4) & m2) << s4), x5), d16(((l3 >> s4) & m4) | (((h1 >> s6) & m2) << s4), x7));\n"
+                       "    let ip = sa * (a - 32 * xha) + sb * (b - 32 * xhb);\n"
+                       "    res.%c = wdh%s(NB%s * 104u + (ug >> 1u)) * dot(xdd, vec4<f32>(ip)); }\n",
+                    comp[s], sfx, arr, sfx, arr, arr, arr, arr, arr, arr, comp[s], sfx, sfx);
+        }
     } else if (mv_int8_type(d, type)) {
         /* the token's int8 block u: 8 words of 4, its scale and sum */
         put(t, "  let xd = XD[u]; let x0 = XQ[2u * u]; let x1 = XQ[2u * u + 1u];\n");
@@ -733,37 +786,66 @@ static void put_mv_common(text *t, const sl_gpu_kernel_desc *d, const mv_shape *
            "var<workgroup> red: array<f32, WG>;\n",
         d->cols, flt(eps, d->eps), sh->T, sh->R, sh->G);
     if (xs) put(t, "var<workgroup> XS: array<vec4<f32>, %uu>;\n", d->cols / 4);
-    if (xs && mv_int8(d))
-        put(t, "var<workgroup> XQ: array<vec4<u32>, %uu>;\nvar<workgroup> XD: array<vec2<f32>, %uu>;\n", d->cols / 16,
-            d->cols / 32);
+    if (mv_int8(d))
+        put(t, "var<workgroup> XQ: array<vec4<u32>, %uu>;\nvar<workgroup> XD: array<vec2<f32>, %uu>;\n"
+               "var<workgroup> XH: array<vec2<i32>, %uu>;\n"
+               /* 16 int8 of a weight word times 16 of the token */
+               "fn d16(a: vec4<u32>, b: vec4<u32>) -> i32 {\n"
+               "  return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));\n}\n",
+            d->cols / 16, d->cols / 32, d->cols / 32);
     /* the row sums reuse XS when it is large enough */
     if (!xs || d->cols / 4 < 256) put(t, "var<workgroup> R4: array<vec4<f32>, WG>;\n");
 }
 
-/* The token into XS (src(i): its vec4 i), normed (gv(i): the norm weight's
- * vec4 i) when norm; every invocation must reach it. */
-static void put_x_prologue(text *t, bool norm, bool int8, const char *src, const char *gv) {
-    if (!norm) {
+/* The token's prologue (every invocation must reach it): into XS when xs,
+ * normed (norm: times the RMSNorm scale and the norm weight, gv(i) its
+ * vec4 i); else, with norm, the scale into g_scale (xv applies it). Then,
+ * when some matrix takes the int8 token, its blocks of 32 into XQ and XD
+ * (scale, scale * sum of the quants), from XS or from global memory.
+ * src(i), gv(i): WGSL expressions of vec4 i (of a variable named i); src1(i):
+ * element i, for the scale without XS. */
+static void put_x_prologue(text *t, const sl_gpu_kernel_desc *d, bool xs, bool norm, const char *src, const char *gv,
+                           const char *src1) {
+    if (xs && !norm) {
         put(t, "  for (var i = lid; i < COLS / 4u; i += WG) { XS[i] = %s; }\n  workgroupBarrier();\n", src);
-    } else {
+    } else if (xs) {
         put(t, "  {\n    var ss = 0.0;\n"
                "    for (var i = lid; i < COLS / 4u; i += WG) { let v = %s; XS[i] = v; ss += dot(v, v); }\n"
                "    let sc = 1.0 / sqrt(sum_wg(lid, ss) / f32(COLS) + EPS);\n"
                "    for (var i = lid; i < COLS / 4u; i += WG) { XS[i] = XS[i] * sc * %s; }\n"
                "    workgroupBarrier();\n  }\n",
             src, gv);
+    } else if (norm && d->cols % 4 == 0) {
+        put(t, "  {\n    var ss = 0.0;\n"
+               "    for (var i = lid; i < COLS / 4u; i += WG) { let v = %s; ss += dot(v, v); }\n"
+               "    g_scale = 1.0 / sqrt(sum_wg(lid, ss) / f32(COLS) + EPS);\n  }\n",
+            src);
+    } else if (norm) {
+        put_norm_scale(t, src1);
     }
-    /* int8 blocks of 32: XQ packed, XD (scale, scale * sum of the quants) */
-    if (int8)
-        put(t, "  for (var k = lid; k < COLS / 32u; k += WG) {\n"
-               "    var amax = 0.0;\n"
-               "    for (var i = 0u; i < 8u; i++) { let v = abs(XS[8u * k + i]); amax = max(amax, max(max(v.x, v.y), max(v.z, v.w))); }\n"
-               "    let d = amax / 127.0; let id = select(0.0, 1.0 / d, d > 0.0);\n"
-               "    var sum = vec4<i32>(0);\n"
-               "    for (var i = 0u; i < 8u; i++) { let q = vec4<i32>(round(XS[8u * k + i] * id)); sum += q; XQ[2u * k + (i >> 2u)][i & 3u] = pack4xI8(q); }\n"
-               "    XD[k] = vec2<f32>(d, d * f32((sum.x + sum.y) + (sum.z + sum.w)));\n"
-               "  }\n"
-               "  workgroupBarrier();\n");
+    if (!mv_int8(d)) return;
+    put(t, "  for (var k = lid; k < COLS / 32u; k += WG) {\n"
+           "    var xb: array<vec4<f32>, 8>;\n"
+           "    var amax = 0.0;\n"
+           "    for (var b = 0u; b < 8u; b++) {\n"
+           "      let i = 8u * k + b;\n");
+    if (xs) put(t, "      let v = XS[i];\n");
+    else if (norm) put(t, "      let v = %s * g_scale * %s;\n", src, gv);
+    else put(t, "      let v = %s;\n", src);
+    put(t, "      xb[b] = v; let a = abs(v); amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));\n"
+           "    }\n"
+           "    let d = amax / 127.0; let id = select(0.0, 1.0 / d, d > 0.0);\n"
+           "    var sa = vec4<i32>(0); var sb = vec4<i32>(0);\n"
+           "    for (var b = 0u; b < 8u; b++) {\n"
+           "      let q = vec4<i32>(round(xb[b] * id));\n"
+           "      if (b < 4u) { sa += q; } else { sb += q; }\n"
+           "      XQ[2u * k + (b >> 2u)][b & 3u] = pack4xI8(q);\n"
+           "    }\n"
+           "    let h = vec2<i32>((sa.x + sa.y) + (sa.z + sa.w), (sb.x + sb.y) + (sb.z + sb.w));\n"
+           "    XD[k] = vec2<f32>(d, d * f32(h.x + h.y));\n"
+           "    XH[k] = h;\n"
+           "  }\n"
+           "  workgroupBarrier();\n");
 }
 
 /* One loop over the units of rows for each (fn, rb, acc): acc += fn(rb, u, xo),
@@ -860,8 +942,7 @@ static void gen_matvec(text *t, const sl_gpu_kernel_desc *d) {
     put_rows_dot(t, d, "rdot", d->type, (int)sh.R, "W", "");
     put_main(t, d, "WG");
     put(t, "  let xo = (step.n_tokens - 1u) * COLS;\n");
-    if (xs) put_x_prologue(t, d->norm, mv_int8(d), "X[(xo >> 2u) + i]", "G[i]");
-    else if (d->norm) put_norm_scale(t, x4 ? "X[(xo + i) >> 2u][i & 3u]" : "X[xo + i]");
+    put_x_prologue(t, d, xs, d->norm, "X[(xo >> 2u) + i]", "G[i]", x4 ? "X[(xo + i) >> 2u][i & 3u]" : "X[xo + i]");
     put_mv_rows(t, "NROWS");
     put(t, "  let rb = rr * RB;\n  var acc = vec4<f32>(0.0);\n");
     const mv_loop loop = {"rdot", "rb", "acc"};
@@ -902,8 +983,7 @@ static void put_fused_head(text *t, const sl_gpu_kernel_desc *d, const mv_shape 
 }
 
 static void put_fused_norm(text *t, const sl_gpu_kernel_desc *d, bool xs) {
-    if (xs) put_x_prologue(t, true, mv_int8(d), "ACT[(xo >> 2u) + i]", "VEC[(G_OFF >> 2u) + i]");
-    else put_norm_scale(t, "ACT[(xo + i) >> 2u][i & 3u]");
+    put_x_prologue(t, d, xs, true, "ACT[(xo >> 2u) + i]", "VEC[(G_OFF >> 2u) + i]", "ACT[(xo + i) >> 2u][i & 3u]");
 }
 
 /* The constants of one matrix of a fused kernel: its row stride RB<sfx>,

@@ -57,7 +57,8 @@ typedef enum sl_gpu_kernel {
 /* Which weight matrices take their format's GPU layout (gpu/layout.h); the
  * others are read as stored in the file. */
 typedef enum sl_gpu_layouts {
-    SL_GPU_LAYOUTS_FAST, /* the default: formats whose layout kernels measured faster (Q4_0, Q8_0) */
+    SL_GPU_LAYOUTS_FAST, /* the default: formats whose layout kernels measured faster (Q4_0, Q8_0;
+                          * the engine takes ALL when the int8 token is on) */
     SL_GPU_LAYOUTS_NONE, /* every matrix as stored */
     SL_GPU_LAYOUTS_ALL,  /* every format with a layout (also Q4_K, Q6_K: tests, tuning) */
 } sl_gpu_layouts;
@@ -104,11 +105,12 @@ typedef struct sl_gpu_kernel_desc {
      * 8 of the others), the fewest workgroups worth fewer rows per invocation. */
     uint32_t max_wg_storage;
     uint32_t mv_rows, mv_units, mv_min_wgs;
-    /* MATVEC, QKV, FFN_IN: Q4_0 and Q8_0 matrices in their GPU layout take
-     * the token as int8 (per 32 elements a scale and the sum, like
-     * llama.cpp's Q8_1, quantized by every workgroup into workgroup memory)
-     * and dot4I8Packed (WGSL language feature packed_4x8_integer_dot_product),
-     * where the token fits workgroup memory; else f32 as without. */
+    /* MATVEC, QKV, FFN_IN: matrices in a GPU layout (Q4_0, Q8_0, Q4_K,
+     * Q6_K) take the token as int8 (per 32 elements a scale and the sum, like
+     * llama.cpp's Q8_1, and the sums of each 16, quantized by every workgroup
+     * into workgroup memory) and dot4I8Packed (WGSL language feature
+     * packed_4x8_integer_dot_product), where that fits workgroup memory; else
+     * the f32 token as without. */
     bool int8_dot;
     /* Workgroup sums and maxima through subgroup operations (the device has
      * the subgroups feature and WGSL the subgroup_id builtin); else through

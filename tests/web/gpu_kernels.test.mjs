@@ -161,11 +161,11 @@ if (!existsSync(wasmPath)) {
     });
   }
 
-  // int8 tokens (dot4I8Packed) for Q4_0 and Q8_0: llama.cpp's arithmetic,
+  // int8 tokens (dot4I8Packed) for the formats with a GPU layout: llama.cpp's arithmetic,
   // so against the float64 reference within the int8 rounding of the token
   // (about 0.4% rms), not 2e-5; a wrong element would give nrmse ~1.
   const INT8_TOL = 1e-2;
-  test('int8 token for Q4_0 and Q8_0 mat-vecs (dot4I8Packed)', async (t) => {
+  test('int8 token for Q4_0, Q8_0, Q4_K and Q6_K mat-vecs (dot4I8Packed)', async (t) => {
     if (!(await requireGpu(t))) return;
     const { info } = await setup();
     if (!info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) {
@@ -176,16 +176,22 @@ if (!existsSync(wasmPath)) {
       return;
     }
     const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
-    for (const type of [TYPES.Q4_0, TYPES.Q8_0]) {
-      for (const [rows, cols] of [[1, 32], [37, 544], [130, 2048]])
+    for (const type of [TYPES.Q4_0, TYPES.Q8_0, TYPES.Q4_K, TYPES.Q6_K]) {
+      // blocks of 256; 16 rows: the error of a single row (one value) is too noisy a measure
+      const kq = type === TYPES.Q4_K || type === TYPES.Q6_K;
+      for (const [rows, cols] of kq ? [[16, 256], [37, 768], [130, 2048]] : [[1, 32], [37, 544], [130, 2048]])
         for (const norm of [false, true])
           close(await ktest(K.MATVEC, { type, rows, cols, n: 2, norm, int8: true }), `type ${type} ${rows}x${cols} norm ${norm}`);
       for (const rows of [1, 3, 4])
         close(await ktest(K.MATVEC, { type, rows: 45, cols: 256, epi: EPI.ADD, mv: { rows, units: 1, minWgs: 1 }, int8: true, piece: 20 }),
           `type ${type}, ${rows} rows per invocation`);
-      close(await ktest(K.MATVEC, { type, rows: 75, cols: 544, chunk: 16, int8: true, plain: true }), `type ${type} chunks, without subgroups`);
-      // too wide for workgroup memory: the f32 token, exact again
-      expectClose(await ktest(K.MATVEC, { type, rows: 9, cols: 16384, int8: true }), `type ${type} 9x16384 (f32 token)`);
+      close(await ktest(K.MATVEC, { type, rows: 75, cols: kq ? 512 : 544, chunk: 16, int8: true, plain: true }), `type ${type} chunks, without subgroups`);
+      // wider than the f32 token can be kept in workgroup memory: int8 blocks
+      // quantized from global memory (ffn_down)
+      for (const norm of [false, true])
+        close(await ktest(K.MATVEC, { type, rows: 9, cols: 16384, int8: true, norm }), `type ${type} 9x16384 norm ${norm}`);
+      // too wide for the int8 token too: the f32 token, exact again
+      expectClose(await ktest(K.MATVEC, { type, rows: 9, cols: 65536, int8: true }), `type ${type} 9x65536 (f32 token)`);
     }
   });
 

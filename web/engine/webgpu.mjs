@@ -71,13 +71,13 @@ export async function requestDevice(options = {}) {
 // stats counts what the engine really allocates (buffers, bytes), for tests.
 // wgslLanguageFeatures: the GPU object's (the kernels use subgroup_id when
 // the device has subgroups and WGSL has that builtin).
-export function createBridge(device, { wgslLanguageFeatures = globalThis.navigator?.gpu?.wgslLanguageFeatures, profile = false } = {}) {
+export function createBridge(device, { wgslLanguageFeatures = globalThis.navigator?.gpu?.wgslLanguageFeatures, profile = false, firstChunk = 4 } = {}) {
   const objs = [null]; // handle -> { kind, ... }
   const freeHandles = [];
   const errors = [];
   let pending = [];
   let memory = null;
-  const stats = { buffers: 0, bufferBytes: 0, peakBytes: 0, bytesWritten: 0, pipelines: 0, subgroupPipelines: 0, bindGroups: 0, dispatches: 0, runs: 0, encodeMs: 0, preRecordMs: 0 };
+  const stats = { buffers: 0, bufferBytes: 0, peakBytes: 0, bytesWritten: 0, pipelines: 0, subgroupPipelines: 0, bindGroups: 0, dispatches: 0, runs: 0, encodeMs: 0, preRecordMs: 0, readMs: 0 };
   const decoder = new TextDecoder();
 
   const onError = (ev) => errors.push(ev.error?.message ?? String(ev));
@@ -122,26 +122,40 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
   };
   let capList = null;
 
-  // One step's command buffer: the program's dispatches in one compute pass
-  // (with profiling: each in its own pass between timestamps), then the copy
-  // of the read-back.
+  // One step's command buffers: the program's dispatches in compute passes,
+  // (with profiling: one command buffer, each dispatch in its own pass
+  // between timestamps), then the copy of the read-back. Dawn turns a
+  // command buffer into the GPU's commands when it is submitted (~1.7 us per
+  // dispatch on an H200 host), while the GPU waits for the step: so the
+  // first command buffers are small (4, 8, 16... dispatches) and the GPU
+  // starts on them while the next ones are still being translated
+  // (firstChunk; 0: the step in one command buffer).
   function record(program, src, offset, len, st) {
-    const enc = device.createCommandEncoder();
     if (profiler) {
+      const enc = device.createCommandEncoder();
       profiler.record(enc, program);
-    } else {
+      if (st) enc.copyBufferToBuffer(get(src, 'buffer').buffer, offset, st.buffer, 0, len);
+      return [enc.finish()];
+    }
+    const cbs = [];
+    const list = program.list;
+    for (let i = 0, chunk = firstChunk || list.length; i < list.length || !cbs.length; chunk *= 2) {
+      const enc = device.createCommandEncoder();
+      const end = Math.min(list.length, i + chunk);
       const pass = enc.beginComputePass();
       let last = null;
-      for (const [pipeline, group, x, y, z] of program.list) {
+      for (; i < end; i++) {
+        const [pipeline, group, x, y, z] = list[i];
         if (pipeline !== last) pass.setPipeline(pipeline);
         last = pipeline;
         pass.setBindGroup(0, group);
         pass.dispatchWorkgroups(x, y, z);
       }
       pass.end();
+      if (i === list.length && st) enc.copyBufferToBuffer(get(src, 'buffer').buffer, offset, st.buffer, 0, len);
+      cbs.push(enc.finish());
     }
-    if (st) enc.copyBufferToBuffer(get(src, 'buffer').buffer, offset, st.buffer, 0, len);
-    return enc.finish();
+    return cbs;
   }
 
   const imports = {
@@ -218,11 +232,11 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       }
       // the command buffer recorded ahead for this run, if it reads back the same way
       const key = `${src}:${offset}:${len}:${staging}`;
-      const cb = program.next && program.nextKey === key ? program.next : record(program, src, offset, len, st);
+      const cbs = program.next && program.nextKey === key ? program.next : record(program, src, offset, len, st);
       program.next = null;
       stats.dispatches += program.list.length;
       stats.runs++;
-      device.queue.submit([cb]);
+      for (const cb of cbs) device.queue.submit([cb]);
       stats.encodeMs += performance.now() - t0; // host time before the step was submitted
       if (st) {
         st.mapped = st.buffer.mapAsync(GPUMapMode.READ, 0, len).then(() => true, (e) => {
@@ -256,7 +270,9 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
         try { st.buffer.unmap(); } catch { /* not mapped after an error */ }
         return -1;
       }
+      const t0 = performance.now();
       if (len) new Uint8Array(mem(), ptr >>> 0, len).set(new Uint8Array(st.buffer.getMappedRange(0, len)));
+      stats.readMs += performance.now() - t0; // host time copying read-backs
       st.buffer.unmap();
       return 0;
     },
@@ -289,8 +305,11 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
   // dispatch in its own compute pass between two GPU timestamps; the
   // durations add up per kernel label in stats.kernels once read back.
   // The separate passes cost time of their own: use it for the breakdown,
-  // not for end-to-end speed.
+  // not for end-to-end speed. profile 'step': the step's one pass between
+  // two timestamps (label 'step'): the GPU's time per step, to set against
+  // the wall time (the rest is the host and the read-back's round trip).
   let profiler = null;
+  const wholeStep = profile === 'step';
   if (profile && device.features?.has('timestamp-query')) {
     stats.kernels = {}; // label -> { ns, count }
     profiler = {
@@ -301,19 +320,34 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
           program.resolve = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
         }
         let last = null;
-        program.list.forEach(([pipeline, group, x, y, z], i) => {
-          const timestampWrites = i < n ? { querySet: program.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } : undefined;
-          const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
-          if (pipeline !== last || timestampWrites) pass.setPipeline(pipeline);
-          last = pipeline;
-          pass.setBindGroup(0, group);
-          pass.dispatchWorkgroups(x, y, z);
+        let labels;
+        if (wholeStep) {
+          // the step's dispatches in one pass, as without profiling
+          const pass = enc.beginComputePass({ timestampWrites: { querySet: program.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+          for (const [pipeline, group, x, y, z] of program.list) {
+            if (pipeline !== last) pass.setPipeline(pipeline);
+            last = pipeline;
+            pass.setBindGroup(0, group);
+            pass.dispatchWorkgroups(x, y, z);
+          }
           pass.end();
-        });
-        enc.resolveQuerySet(program.querySet, 0, 2 * n, program.resolve, 0);
-        const read = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-        enc.copyBufferToBuffer(program.resolve, 0, read, 0, 16 * n);
-        const labels = program.list.slice(0, n).map((d) => d[5]);
+          labels = ['step'];
+        } else {
+          program.list.forEach(([pipeline, group, x, y, z], i) => {
+            const timestampWrites = i < n ? { querySet: program.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } : undefined;
+            const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
+            if (pipeline !== last || timestampWrites) pass.setPipeline(pipeline);
+            last = pipeline;
+            pass.setBindGroup(0, group);
+            pass.dispatchWorkgroups(x, y, z);
+            pass.end();
+          });
+          labels = program.list.slice(0, n).map((d) => d[5]);
+        }
+        const nq = labels.length;
+        enc.resolveQuerySet(program.querySet, 0, 2 * nq, program.resolve, 0);
+        const read = device.createBuffer({ size: 16 * nq, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        enc.copyBufferToBuffer(program.resolve, 0, read, 0, 16 * nq);
         // after the submit (program_run submits right after record)
         queueMicrotask(() => pending.push(read.mapAsync(GPUMapMode.READ).then(() => {
           const t = new BigUint64Array(read.getMappedRange());
@@ -416,18 +450,23 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // has shader-f16; off by default because the llama.cpp references in the
 // test data were made with an f32 KV cache, so conformance runs keep f32),
 // profile (GPU timestamps per kernel into bridge.stats.kernels, where the
-// device has timestamp-query; slower: for bench/gpu.mjs --profile),
+// device has timestamp-query; slower: for bench/gpu.mjs --profile; 'step':
+// of each step's one pass, label 'step'),
 // layouts ('fast', the default: Q4_0 and Q8_0 matrices in their GPU layouts
-// of src/gpu/layout.h; 'raw': every matrix as stored in the file; 'all':
-// also Q4_K and Q6_K, whose layout kernels are not faster yet), matvec { rows, units, minWorkgroups }
+// of src/gpu/layout.h, and Q4_K and Q6_K too with the int8 token; 'raw':
+// every matrix as stored in the file; 'all': every layout, also without the
+// int8 token), matvec { rows, units, minWorkgroups }
 // (mat-vec tuning, src/gpu/kernels.h; unset: defaults), int8 (default
-// true: Q4_0/Q8_0 mat-vecs take the token as int8 blocks and use
-// dot4I8Packed where WGSL has it, llama.cpp's arithmetic, 18% faster decode
-// on an H200; false: the f32 token).
+// true: mat-vecs of matrices in a layout take the token as int8 blocks and
+// use dot4I8Packed where WGSL has it, llama.cpp's arithmetic, 1.5x faster
+// decode on an H200; false: the f32 token), firstChunk (dispatches in a step's
+// first command buffer, then twice as many in each next; 0: one command
+// buffer; default 4: see record()).
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT,
 // $STREAMLLM_GPU_MAX_BINDING, $STREAMLLM_GPU_LAYOUT (raw, all),
-// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS and $STREAMLLM_GPU_INT8=0 set
-// budget, nOut, maxBinding, layouts, matvec and int8 when the options do not.
+// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_INT8=0 and
+// $STREAMLLM_GPU_FIRST_CHUNK set budget, nOut, maxBinding, layouts, matvec,
+// int8 and firstChunk when the options do not.
 const LAYOUTS = { fast: 0, raw: 1, all: 2 };
 export function layoutsCode(name = 'fast') {
   if (!(name in LAYOUTS)) throw new EngineError(`webgpu: layouts must be one of ${Object.keys(LAYOUTS).join(', ')}, not ${name}`);
@@ -439,13 +478,13 @@ export async function webgpuBackend(options = {}) {
   const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
   options = {
     budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
-    layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0',
+    layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
     matvec: { rows: num(env.STREAMLLM_GPU_MV_ROWS), units: num(env.STREAMLLM_GPU_MV_UNITS), minWorkgroups: num(env.STREAMLLM_GPU_MV_MIN_WGS) },
     ...options,
   };
   // gpu and adapter stay referenced: Dawn tears the device down when they are collected
   const { gpu, adapter, device, info } = await requestDevice(options);
-  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures, profile: options.profile });
+  const bridge = createBridge(device, { wgslLanguageFeatures: gpu.wgslLanguageFeatures, profile: options.profile, firstChunk: options.firstChunk });
   bridge.keepAlive = [gpu, adapter];
   let modRef = null;
   let pendingSources = null;
