@@ -15,15 +15,19 @@ async function store(kind, name) {
 
 export const ops = {
   // { url, kind, name, abortAt: { file, done } (abort once that shard has
-  // `done` bytes), prompt } -> { aborted, error, logits, counters, offline, progress }
-  async load({ url, kind, name = 'stream-llm', abortAt = null, prompt = 'Once upon a time', chunkBytes = 65536, hashWorkers = null }) {
+  // `done` bytes), prompt, splitBytes, downloadWorkers (the manager's
+  // options) } -> { aborted, error, logits, counters, offline, progress }
+  async load({
+    url, kind, name = 'stream-llm', abortAt = null, prompt = 'Once upon a time', chunkBytes = 65536, hashWorkers = null,
+    splitBytes = null, downloadWorkers = null,
+  }) {
     const s = await store(kind, name);
     const engine = await Engine.create({ backend: 'cpu' });
     const ctrl = new AbortController();
     let last = null;
     const trace = [];
     const wm = new StreamWeightManager({
-      url, store: s, chunkBytes, hashWorkers, backoffMs: 5, maxBackoffMs: 20,
+      url, store: s, chunkBytes, hashWorkers, splitBytes, downloadWorkers, backoffMs: 5, maxBackoffMs: 20,
       onProgress: (p) => {
         last = p;
         if (abortAt) trace.push([Math.round(performance.now()), p.shards.map((x) => x.done).join(',')]);
@@ -54,6 +58,13 @@ export const ops = {
     const out = {};
     for (const k of keys) out[k] = await s.stat(k);
     return out;
+  },
+  // The bytes of a partial download in OPFS (KEY.part), as an array.
+  async partial({ name = 'stream-llm', key }) {
+    const root = await navigator.storage.getDirectory();
+    const blobs = await (await root.getDirectoryHandle(name)).getDirectoryHandle('blobs');
+    const file = await (await blobs.getFileHandle(`${key}.part`)).getFile();
+    return Array.from(new Uint8Array(await file.arrayBuffer()));
   },
   async list({ kind, name = 'stream-llm' }) {
     const c = new WeightCache(await store(kind, name));

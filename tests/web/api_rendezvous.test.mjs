@@ -3,8 +3,9 @@
 // WebGPU backend: every byte arrives where it is read, whatever the chunk
 // sizes on either side; skipped tensors are let go; files download in
 // parallel while the reader takes them in order, holding at most one chunk
-// per file; a failure on either side ends the other; bytes given again after
-// they were taken are an error. Then the real thing: createEngine on the
+// per file; the pieces of one file may arrive out of order; a failure on
+// either side ends the other; bytes given again after they were taken are an
+// error. Then the real thing: createEngine on the
 // WebGPU backend (Dawn, SwiftShader) loading through the weight manager.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,6 +111,27 @@ test('rendezvous: failures reach the other side; bytes again after being taken a
   c.close();
   await c.push(0, 100, new Uint8Array(3));
   await assert.rejects(c.readInto(0, 200, new Uint8Array(1)), /never arrived/);
+});
+
+test('rendezvous: the pieces of one file arrive in parallel; bytes the puller skipped may come after it passed', async () => {
+  const rv = new TensorRendezvous();
+  const bytes = (from, n) => Uint8Array.from({ length: n }, (_, i) => byteAt(0, from + i));
+  // the second piece of file 0 ([1000, 2000)) arrives first, then the first piece's start
+  const second = rv.push(0, 1000, bytes(1000, 1000));
+  const first = rv.push(0, 0, bytes(0, 500));
+  const a = new Uint8Array(500);
+  await rv.readInto(0, 0, a);
+  await first;
+  // the puller skips [500, 1000) (a tensor it does not take)
+  const b = new Uint8Array(1000);
+  await rv.readInto(0, 1000, b);
+  await second;
+  assert.deepEqual([...a, ...b], [...bytes(0, 500), ...bytes(1000, 1000)]);
+  // the skipped bytes, when the first piece gets there: let go, not taken for a repeat
+  await rv.push(0, 500, bytes(500, 500));
+  // bytes given a second time are still refused
+  await assert.rejects(rv.push(0, 600, bytes(600, 100)), (e) => e.name === 'IntegrityError');
+  await assert.rejects(rv.push(0, 1500, bytes(1500, 10)), (e) => e.name === 'IntegrityError');
 });
 
 test('rendezvous: createEngine on WebGPU (Dawn) loads through the weight manager', async (t) => {

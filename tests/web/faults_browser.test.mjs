@@ -9,7 +9,10 @@
 // was complete again, fetch of the interrupted shard at most the bytes it
 // lacks (what the store kept of it, resumed; else the whole shard), and
 // leave the cache valid: the model complete, its bytes exactly the shards',
-// no partial download counted, and an offline reload loading from it.
+// no partial download counted, and an offline reload loading from it. Once
+// more with OPFS and the shards in pieces (two download Workers writing one
+// partial file): the load after the reload fetches only the blocks the
+// partial file lacks.
 // Skips loudly without chromium, playwright-core, the test data or
 // build/streamllm (fails under CI=true).
 import test from 'node:test';
@@ -19,7 +22,8 @@ import path from 'node:path';
 import { Engine } from '../../web/engine/engine.mjs';
 import { WASM, REPO } from './refdata.mjs';
 import { startServer } from './weights_server.mjs';
-import { browserReady, splitStories, CHROMIUM } from './weights_fixtures.mjs';
+import { browserReady, splitStories, CHROMIUM, partialFacts, refetchedGood } from './weights_fixtures.mjs';
+import { planPieces } from '../../web/engine/weights.mjs';
 
 const PROMPT = 'Once upon a time';
 
@@ -71,13 +75,29 @@ test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (
   await ready();
 
   const keys = manifest.shards.map((s) => s.sha256);
-  for (const kind of ['opfs', 'cache']) {
-    const name = `reload-${kind}`;
-    // 1. a load whose largest shard comes slowly; the tab reloads when half of it was sent
+  const B = 65536;
+  const SPLIT = { splitBytes: B, downloadWorkers: 2 };
+  const cuts = planPieces({ bytes: big.bytes, blockBytes: B }, { total, workers: 2, chunkBytes: B, splitBytes: B });
+  assert.deepEqual(cuts, [[0, 1], [1, 2], [2, 3]], 'the largest shard: three blocks, a piece each');
+  const runs = [['opfs', 'reload-opfs', {}], ['cache', 'reload-cache', {}], ['opfs', 'reload-pieces', SPLIT]];
+  for (const [kind, name, options] of runs) {
     models.reset();
-    models.fault({ file: big.file, kind: 'slow', rate: 100000, times: 1e9 });
-    const pending = call('worker', 'load', { url, kind, name }).catch((e) => ({ gone: String(e) }));
-    await until(() => models.bytes(big.file) >= big.bytes / 2, `half of ${big.file}`);
+    let pending;
+    if (options.splitBytes) {
+      // 1. in pieces: the answer for block 1 stalls, block 2 arrives whole
+      // (and is written); the tab reloads then: a verified block after a
+      // missing one
+      const at = B + 30000;
+      models.fault({ file: big.file, kind: 'stall', at });
+      pending = call('worker', 'load', { url, kind, name, ...options }).catch((e) => ({ gone: String(e) }));
+      await until(() => models.bytes(big.file) >= at + big.bytes - 2 * B, `blocks 0 and 2 of ${big.file}`);
+      await new Promise((r) => setTimeout(r, 300));
+    } else {
+      // 1. a load whose largest shard comes slowly; the tab reloads when half of it was sent
+      models.fault({ file: big.file, kind: 'slow', rate: 100000, times: 1e9 });
+      pending = call('worker', 'load', { url, kind, name, ...options }).catch((e) => ({ gone: String(e) }));
+      await until(() => models.bytes(big.file) >= big.bytes / 2, `half of ${big.file}`);
+    }
     await page.reload();
     await ready();
     const cut = await pending;
@@ -89,20 +109,29 @@ test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (
     const st = await call('worker', 'stat', { kind, name, keys });
     const doneBefore = manifest.shards.filter((s) => st[s.sha256].complete === s.bytes);
     const partial = Math.min(st[big.sha256].partial ?? 0, big.bytes);
+    // in pieces: the blocks of the partial file that verify, wherever they are
+    const facts = options.splitBytes
+      ? partialFacts(Buffer.from(await call('worker', 'partial', { name, key: big.sha256 })), readFileSync(path.join(shards, big.file)), B, cuts) : null;
     assert.notEqual(st[big.sha256].complete, big.bytes, `${kind}: the slow shard was not complete`);
     assert.ok(doneBefore.length >= 1, `${kind}: some shards were complete before the reload: ${JSON.stringify(st)}`);
 
     // 3. the load again: right, and only what was missing
     models.reset();
-    const r = await call('worker', 'load', { url, kind, name });
-    assert.equal(r.error, undefined, `${kind}: ${r.error}`);
-    assert.deepEqual(r.logits, want, `${kind}: same logits as Node`);
-    for (const s of doneBefore) assert.equal(models.bytes(s.file), 0, `${kind}: ${s.file} not fetched again`);
-    assert.equal(models.bytes(big.file), big.bytes - partial,
-      `${kind}: the interrupted shard: ${models.bytes(big.file)} bytes fetched, ${partial} of ${big.bytes} were kept`);
+    const r = await call('worker', 'load', { url, kind, name, ...options });
+    assert.equal(r.error, undefined, `${name}: ${r.error}`);
+    assert.deepEqual(r.logits, want, `${name}: same logits as Node`);
+    for (const s of doneBefore) assert.equal(models.bytes(s.file), 0, `${name}: ${s.file} not fetched again`);
+    if (options.splitBytes) {
+      assert.deepEqual(facts?.good, [true, false, true], `${name}: blocks 0 and 2 kept, block 1 missing`);
+      assert.deepEqual(refetchedGood(models.requests(big.file), facts.good, B), [], `${name}: no block kept fetched again`);
+      assert.equal(models.bytes(big.file), facts.missing - facts.reused, `${name}: the blocks missing (${facts.good.map(Number).join('')})`);
+    } else {
+      assert.equal(models.bytes(big.file), big.bytes - partial,
+        `${name}: the interrupted shard: ${models.bytes(big.file)} bytes fetched, ${partial} of ${big.bytes} were kept`);
+    }
     assert.ok(models.bytes() <= total, `${kind}: ${models.bytes()} bytes fetched for ${total}`);
-    t.diagnostic(`${kind}: reload after ${cut.gone ? 'the page went away' : cut.error}; ${doneBefore.length} of ` +
-      `${manifest.shards.length} shards kept, ${partial} of ${big.bytes} bytes of the cut one kept and resumed`);
+    t.diagnostic(`${name}: reload after ${cut.gone ? 'the page went away' : cut.error}; ${doneBefore.length} of ` +
+      `${manifest.shards.length} shards kept, ${facts ? `blocks ${facts.good.map(Number).join('')} (1: verified)` : `${partial} of ${big.bytes} bytes`} of the cut one kept and resumed`);
 
     // 4. the cache is valid: complete, exactly the shards' bytes, no partial left over
     const list = await call('worker', 'list', { kind, name });
@@ -118,12 +147,12 @@ test('browser: a tab reloaded mid-download resumes, and leaves the cache valid (
   await models.stop();
   await page.reload();
   await ready();
-  for (const kind of ['opfs', 'cache']) {
-    const r = await call('worker', 'load', { url, kind, name: `reload-${kind}` });
-    assert.equal(r.error, undefined, `${kind} offline: ${r.error}`);
-    assert.equal(r.offline, true, `${kind}: offline`);
+  for (const [kind, name] of runs) {
+    const r = await call('worker', 'load', { url, kind, name });
+    assert.equal(r.error, undefined, `${name} offline: ${r.error}`);
+    assert.equal(r.offline, true, `${name}: offline`);
     assert.equal(r.counters.networkBytes, 0);
-    assert.deepEqual(r.logits, want, `${kind} offline: same logits`);
+    assert.deepEqual(r.logits, want, `${name} offline: same logits`);
   }
   assert.deepEqual(errors, []);
 });

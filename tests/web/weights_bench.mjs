@@ -2,7 +2,7 @@
 // weights_bench.mjs - load throughput of the StreamWeightManager against the
 // raw throughput of the same server on loopback (curl of all shards).
 //
-//   node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [--tmp DIR]
+//   node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [-s SPLITBYTES] [--tmp DIR]
 //
 // MODEL (a .gguf or a shard directory) is served by `build/streamllm serve`
 // on 127.0.0.1 (which splits it with block hashes); each round measures, in
@@ -11,7 +11,8 @@
 //   curl-par     the same, CONCURRENCY at a time (curl --parallel)
 //   curl-files   curl of every shard into files (what a download that keeps the bytes costs)
 //   wm-nostore   the manager, no cache, a sink that drops the bytes (fetch + SHA-256 per
-//                block + chunking) in its download Workers (-w, default min(CONCURRENCY, cores - 1))
+//                block + chunking) in its download Workers (-w, default min(CONCURRENCY, cores - 1));
+//                large shards in pieces by the manager's rule (-s: its splitBytes, 0: never)
 //   wm-inthread  the same with the downloads on the manager's thread (downloadWorkers: 0)
 //   wm-store     the manager into an empty directory cache (fetch + SHA-256 + writes), Workers
 //   wm-cached    the manager again, everything from the cache
@@ -34,10 +35,12 @@ const runs = Number(opt('-r', 3));
 const conc = Number(opt('-c', 6)); // the manager's default
 const workersOpt = opt('-w', null);
 const workers = workersOpt === null ? null : Number(workersOpt);
+const splitOpt = opt('-s', null);
+const splitBytes = splitOpt === null ? null : Number(splitOpt);
 const tmpBase = opt('--tmp', tmpdir());
 const model = args[0];
 if (!model) {
-  process.stderr.write('usage: node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [--tmp DIR]\n');
+  process.stderr.write('usage: node tests/web/weights_bench.mjs MODEL [-r RUNS] [-c CONCURRENCY] [-w WORKERS] [-s SPLITBYTES] [--tmp DIR]\n');
   process.exit(2);
 }
 const tmp = mkdtempSync(path.join(tmpBase, 'sl-wbench-'));
@@ -86,11 +89,15 @@ const curl = (list) => {
 };
 const sink = { header: () => 0, tensor: () => {} };
 let usedWorkers = null;
+let splitShards = null;
 const wm = async (store, downloadWorkers = workers) => {
-  const w = new StreamWeightManager({ url, store, concurrency: conc, downloadWorkers });
+  const w = new StreamWeightManager({ url, store, concurrency: conc, downloadWorkers, splitBytes });
   await w.load(sink);
   if (w.counters.networkBytes !== (store && store.cached ? 0 : total)) throw new Error(`unexpected network bytes ${w.counters.networkBytes}`);
-  if (downloadWorkers !== 0 && !(store && store.cached)) usedWorkers = w.counters.downloadWorkers;
+  if (downloadWorkers !== 0 && !(store && store.cached)) {
+    usedWorkers = w.counters.downloadWorkers;
+    splitShards = w.counters.splitShards;
+  }
 };
 const load0 = loadavg();
 
@@ -125,6 +132,6 @@ for (const [k, v] of Object.entries(results)) {
 const pct = (a, b) => `${(100 * gbps[a] / gbps[b]).toFixed(0)}%`;
 console.log(`\nwm-nostore / curl-par: ${pct('wm-nostore', 'curl-par')}  wm-nostore / curl-seq: ${pct('wm-nostore', 'curl-seq')}  ` +
   `wm-inthread / curl-par: ${pct('wm-inthread', 'curl-par')}  wm-store / curl-files: ${pct('wm-store', 'curl-files')}`);
-console.log(`${availableParallelism()} cores, ${usedWorkers} download workers, concurrency ${conc}, node ${process.version}; ` +
+console.log(`${availableParallelism()} cores, ${usedWorkers} download workers, ${splitShards} shards in pieces, concurrency ${conc}, node ${process.version}; ` +
   `load average ${load0.map((x) => x.toFixed(2)).join(' ')} before, ${loadavg().map((x) => x.toFixed(2)).join(' ')} after`);
 process.exit(0); // the server child would keep this process alive

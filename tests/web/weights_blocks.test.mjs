@@ -5,7 +5,7 @@
 // counters and Range log show it); a block that stays bad ends in an
 // IntegrityError that keeps the verified blocks for a resume; an interrupted
 // download resumes after its verified blocks, a damaged one among them is
-// fetched again; a corrupted header restarts the load; the partial file
+// fetched again alone; a corrupted header restarts the load; the partial file
 // holds only verified blocks; both paths give the sink the same byte
 // stream; block lists that disagree with the shard are refused.
 // Self-contained (made-up models, weights_server.mjs).
@@ -141,7 +141,8 @@ for (const [mode, opt] of MODES) {
     assert.equal(wm2.counters.cacheBytes, model.shards.reduce((n, s, j) => n + (j === k ? partial : s.data.length), 0));
     assert.equal(sink.misaligned, 0);
 
-    // the same partial file with block 3 damaged on disk: blocks 1-2 kept, the rest fetched
+    // the same partial file with block 3 damaged on disk: that block alone is
+    // fetched again, every other block it holds is kept, then the rest
     const keyBlob = path.join(cacheDir, 'blobs', key);
     const damaged = Buffer.from(copy);
     damaged[2 * B + 5] ^= 1;
@@ -152,7 +153,7 @@ for (const [mode, opt] of MODES) {
     const sink3 = recordingSink();
     await new StreamWeightManager({ url: srv.url('manifest.json'), store, ...opt, ...FAST }).load(sink3);
     assert.equal(sinkMatches(sink3, model), true);
-    assert.deepEqual(srv.requests(file).map((e) => e.range), [`bytes=${2 * B}-${data.length - 1}`]);
+    assert.deepEqual(srv.requests(file).map((e) => e.range), [`bytes=${2 * B}-${3 * B - 1}`, `bytes=${partial}-${data.length - 1}`]);
     assert.ok(readFileSync(keyBlob).equals(data));
   });
 

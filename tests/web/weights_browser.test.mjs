@@ -7,8 +7,12 @@
 // logits as Node; after the server is stopped, a reload of the page loads it
 // again offline from OPFS. A download interrupted in the browser resumes with
 // the server's byte counters showing nothing fetched twice (OPFS and the
-// Cache API). The Cache API store, and OPFS from the page (createWritable),
-// also load and reload offline. Skips loudly without chromium, playwright-core, the test data or
+// Cache API). Shards in pieces (OPFS, two download Workers writing one
+// partial file at once through 'readwrite-unsafe' sync handles): each byte
+// sent once; an abort mid-pieces commits nothing, and the next load fetches
+// only the blocks the partial file lacks; the Cache API store gets shards
+// whole. The Cache API store, and OPFS from the page (createWritable), also
+// load and reload offline. Skips loudly without chromium, playwright-core, the test data or
 // build/streamllm (fails under CI=true).
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +22,8 @@ import path from 'node:path';
 import { Engine } from '../../web/engine/engine.mjs';
 import { WASM, REPO } from './refdata.mjs';
 import { startServer } from './weights_server.mjs';
-import { STREAMLLM, browserReady, splitStories, CHROMIUM } from './weights_fixtures.mjs';
+import { STREAMLLM, browserReady, splitStories, CHROMIUM, partialFacts, refetchedGood } from './weights_fixtures.mjs';
+import { planPieces } from '../../web/engine/weights.mjs';
 
 const PROMPT = 'Once upon a time';
 
@@ -138,7 +143,42 @@ test('browser: OPFS in a Worker, offline reload; resume; Cache API and page OPFS
   for (const s of doneBefore) assert.equal(app.bytes(s.file), 0, `${s.file} not fetched again`);
   assert.ok(doneBefore.length >= 1);
 
-  // 4. the Cache API store (Worker): an interrupted download resumes there
+  // 4. shards in pieces, OPFS: two download Workers write one partial file
+  // at once; each byte once; an abort mid-pieces commits nothing; the next
+  // load fetches only the blocks missing
+  const B = 65536;
+  const SPLIT = { splitBytes: B, downloadWorkers: 2 };
+  const cuts = planPieces({ bytes: big.bytes, blockBytes: B }, { total, workers: 2, chunkBytes: B, splitBytes: B });
+  assert.ok(cuts.length >= 3, `${cuts.length} pieces`);
+  const bigData = readFileSync(path.join(shards, big.file));
+  await app.idle();
+  app.reset();
+  const p1 = await call('worker', 'load', { url: app.url('manifest.json'), kind: 'opfs', name: 'pieces', ...SPLIT });
+  assert.equal(p1.error, undefined, p1.error);
+  assert.deepEqual(p1.logits, want, 'pieces: same logits');
+  assert.equal(p1.counters.downloadWorkers, 2);
+  assert.equal(app.bytes(), total, 'pieces: each byte sent once');
+  // the first piece is block 0: the header's bytes, fetched for the engine
+  assert.deepEqual(app.requests(big.file).map((e) => e.range).sort(),
+    [`bytes=0-${B - 1}`, ...cuts.slice(1).map(([a, b]) => `bytes=${a * B}-${Math.min(big.bytes, b * B) - 1}`)].sort());
+  app.fault({ file: big.file, kind: 'slow', rate: 100000, times: 1e9 });
+  const p2 = await call('worker', 'load', { url: app.url('manifest.json'), kind: 'opfs', name: 'pieces-resume', ...SPLIT, abortAt: { file: big.file, done: big.bytes / 2 } });
+  assert.equal(p2.aborted, true, p2.error);
+  app.clearFaults();
+  await app.idle();
+  const pst = await call('worker', 'stat', { kind: 'opfs', name: 'pieces-resume', keys: [big.sha256] });
+  assert.equal(pst[big.sha256].complete, null, 'pieces: nothing committed by the abort');
+  const part = Buffer.from(await call('worker', 'partial', { name: 'pieces-resume', key: big.sha256 }));
+  const { good, missing, reused } = partialFacts(part, bigData, B, cuts);
+  assert.ok(good.filter(Boolean).length >= 2, `verified blocks kept: ${good.map(Number).join('')}`);
+  app.reset();
+  const p3 = await call('worker', 'load', { url: app.url('manifest.json'), kind: 'opfs', name: 'pieces-resume', ...SPLIT });
+  assert.equal(p3.error, undefined, p3.error);
+  assert.deepEqual(p3.logits, want);
+  assert.deepEqual(refetchedGood(app.requests(big.file), good, B), [], 'pieces: no block kept is fetched again');
+  assert.equal(app.bytes(big.file), missing - reused, `pieces: the blocks missing only (${good.map(Number).join('')}, ${part.length} bytes kept)`);
+
+  // 5. the Cache API store (Worker): an interrupted download resumes there
   // too; then a full load, OPFS from the page, and both offline
   other.fault({ file: big.file, kind: 'slow', rate: 100000, times: 1e9 });
   const c1 = await call('worker', 'load', { url: other.url('manifest.json'), kind: 'cache', name: 'cache-resume', abortAt: { file: big.file, done: big.bytes / 2 } });
@@ -153,10 +193,12 @@ test('browser: OPFS in a Worker, offline reload; resume; Cache API and page OPFS
   assert.equal(c2.error, undefined, c2.error);
   assert.deepEqual(c2.logits, want);
   assert.equal(other.bytes(big.file), big.bytes - cpartial, 'Cache API: only the rest of the interrupted shard');
-  const r5 = await call('worker', 'load', { url: other.url('manifest.json'), kind: 'cache' });
+  other.reset();
+  const r5 = await call('worker', 'load', { url: other.url('manifest.json'), kind: 'cache', ...SPLIT });
   assert.equal(r5.error, undefined, r5.error);
   assert.equal(r5.storeKind, 'cache');
   assert.deepEqual(r5.logits, want);
+  assert.deepEqual(other.requests(big.file).map((e) => e.range), [`bytes=0-${B - 1}`, `bytes=${B}-${big.bytes - 1}`], 'the Cache API store: shards whole');
   const r6 = await call('page', 'load', { url: other.url('manifest.json'), kind: 'opfs', name: 'page' });
   assert.equal(r6.error, undefined, r6.error);
   assert.equal(r6.sync, false, 'the page writes through createWritable');

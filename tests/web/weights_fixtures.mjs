@@ -1,8 +1,10 @@
 // weights_fixtures.mjs - made-up models and sinks for the StreamWeightManager
 // tests: shard files of random bytes with a manifest that places tensors in
 // them (the manager never parses GGUF: the engine does), and a sink that
-// reassembles every tensor so a test can compare it with the files; and
-// what the headless-Chromium tests share (requirements, a split stories260K).
+// reassembles every tensor so a test can compare it with the files; what a
+// partial download of a shard in pieces holds (which blocks a resume must
+// fetch); and what the headless-Chromium tests share (requirements, a split
+// stories260K).
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -142,6 +144,38 @@ export function sinkMatches(sink, model) {
     if (!got || !got.equals(want)) return `tensor ${name} differs`;
   }
   return true;
+}
+
+// What a partial download of a shard with block hashes holds (part: its
+// bytes; data: the shard's; cuts: its pieces, planPieces()): good[k], the
+// blocks that verify; missing, the bytes of the others; reused, the file's
+// last bytes when it ends inside a block that a resume's fetch starts with
+// (a piece's first block, or one after a verified block): they start that
+// block. A resume fetches missing - reused bytes of the shard.
+export function partialFacts(part, data, blockBytes, cuts) {
+  const n = Math.ceil(data.length / blockBytes);
+  const end = (k) => Math.min(data.length, (k + 1) * blockBytes);
+  const good = [];
+  for (let k = 0; k < n; k++) good.push(end(k) <= part.length && part.subarray(k * blockBytes, end(k)).equals(data.subarray(k * blockBytes, end(k))));
+  let missing = 0;
+  for (let k = 0; k < n; k++) if (!good[k]) missing += end(k) - k * blockBytes;
+  const hd = Math.floor(part.length / blockBytes);
+  const tail = part.length - hd * blockBytes;
+  const starts = cuts.map((c) => c[0]);
+  const reused = tail > 0 && hd < n && !good[hd] && (starts.includes(hd) || good[hd - 1])
+    && part.subarray(hd * blockBytes).equals(data.subarray(hd * blockBytes, part.length)) ? tail : 0;
+  return { good, missing, reused };
+}
+
+// The Range requests of a log ({ range: 'bytes=A-B' }) that ask for bytes
+// of a block marked good: [] when none does.
+export function refetchedGood(log, good, blockBytes) {
+  const out = [];
+  for (const e of log) {
+    const [from, to] = e.range.replace('bytes=', '').split('-').map(Number);
+    for (let k = Math.floor(from / blockBytes); k * blockBytes <= to; k++) if (good[k]) out.push(`${e.range}: block ${k}`);
+  }
+  return out;
 }
 
 // Runs build/streamllm; throws with its stderr on failure.

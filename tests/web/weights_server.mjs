@@ -10,6 +10,7 @@
 //   srv.url('manifest.json')                          // http://127.0.0.1:PORT/m/manifest.json
 //   srv.fault({ file, kind, at, times, status, ... }) // see below
 //   srv.bytes(file), srv.requests(file), srv.log      // counters
+//   srv.overlap(file)                                 // the most responses of file sent at once
 //   await srv.idle()                                  // no response in progress
 //   await srv.stop()
 //
@@ -35,9 +36,11 @@ import { once } from 'node:events';
 
 const CHUNK = 256 * 1024;
 
-// Resolves when out drains or the socket closes (listeners removed after).
+// Resolves when out drains or the socket closes (listeners removed after;
+// at once when it closed already: its 'close' event is gone).
 function drained(out, socket) {
   return new Promise((resolve) => {
+    if (socket.destroyed) return resolve();
     const done = () => {
       out.off('drain', done);
       socket.off('close', done);
@@ -52,7 +55,7 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
   const state = {
     dir,
     faults: [],
-    log: [], // { file, method, range, status, bytes, fault }
+    log: [], // { file, method, range, status, bytes, fault, start, end (ms; end: null while sending) }
     sent: new Map(), // file -> bytes
     inflight: 0,
     maxInflight: 0,
@@ -108,7 +111,8 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
       if (!file.startsWith(root)) file = null;
       Object.assign(common, { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
     }
-    const entry = { file: name, method: req.method, range: req.headers.range ?? null, status: 0, bytes: 0, fault: null };
+    const entry = { file: name, method: req.method, range: req.headers.range ?? null, status: 0, bytes: 0, fault: null, start: performance.now(), end: null };
+    res.on('close', () => { entry.end = performance.now(); });
     state.log.push(entry);
     const redirect = name && !cdn && takeFault(name, ['redirect']);
     if (redirect) {
@@ -267,10 +271,15 @@ export async function startServer({ dir, etag = 'sha256', root = null } = {}) {
     },
     clearFaults() { state.faults.length = 0; },
     // bytes sent of a file, or of every file under /m/ but manifest.json
+    // (not the static files: their name is null)
     bytes: (file) => (file === undefined
-      ? [...state.sent].filter(([f]) => f !== 'manifest.json').reduce((a, [, n]) => a + n, 0)
+      ? [...state.sent].filter(([f]) => f !== null && f !== 'manifest.json').reduce((a, [, n]) => a + n, 0)
       : state.sent.get(file) ?? 0),
     requests: (file) => state.log.filter((e) => e.file === file),
+    overlap(file) {
+      const log = state.log.filter((e) => e.file === file && e.bytes > 0);
+      return Math.max(0, ...log.map((e) => log.filter((x) => x.start <= e.start && (x.end ?? Infinity) > e.start).length));
+    },
     reset() {
       state.log.length = 0;
       state.sent.clear();

@@ -1,17 +1,19 @@
 // download-worker.mjs - a Worker (browser module Worker or Node worker_thread)
-// that downloads shards for the StreamWeightManager (see DownloadPool in
-// download.mjs): HTTP, SHA-256 per block and the store's writes happen
-// here, off the manager's thread. Messages in:
-//   { op: 'run', id, job, options }   a BlockLoader job (download.mjs);
-//                                     options.store: openStore() arguments or null
+// that downloads shards, or pieces of them, for the StreamWeightManager (see
+// DownloadPool in download.mjs): HTTP, SHA-256 per block and the store's
+// writes happen here, off the manager's thread. Messages in:
+//   { op: 'run', id, job, options }   a BlockLoader job (download.mjs: a shard or
+//                                     a run of its blocks); options.store:
+//                                     openStore() arguments or null
 //   { op: 'free', id, buf }           a block buffer given back (transferred)
 //   { op: 'abort', id }
 // out (each may carry counters: deltas of networkBytes, requests, retries, refetches):
-//   { ready: true } once listening
+//   { ready: true, features } once listening (features: writeFeatures(), what
+//                                     this thread offers the store's writers)
 //   { id, type: 'block', buf, length, at, fromStore }   a verified block (buf transferred;
 //                                     fromStore: its first bytes read from the partial file)
 //   { id, type: 'retry' } ; { id, type: 'done' } ; { id, type: 'error', error }
-import { Fetcher, BlockLoader, errorToMessage } from './download.mjs';
+import { Fetcher, BlockLoader, errorToMessage, writeFeatures } from './download.mjs';
 import { openStore } from './weights.mjs';
 
 const jobs = new Map(); // id -> { ctrl, waiters: Map(buf -> resolve) }
@@ -68,9 +70,9 @@ if (globalThis.process?.versions?.node && typeof globalThis.WorkerGlobalScope ==
   const { parentPort } = await import('node:worker_threads');
   const post = (m, transfer) => parentPort.postMessage(m, transfer);
   parentPort.on('message', (msg) => onMessage(msg, post));
-  post({ ready: true });
+  post({ ready: true, features: writeFeatures() });
 } else {
   const post = (m, transfer) => self.postMessage(m, transfer);
   self.onmessage = ({ data }) => onMessage(data, post);
-  post({ ready: true });
+  post({ ready: true, features: writeFeatures() });
 }

@@ -1,11 +1,13 @@
 // download.mjs - the StreamWeightManager's (weights.mjs) network side: HTTP
 // Range requests with retries, backoff, stall detection and resume
 // (Fetcher); the download of a shard whose manifest lists a SHA-256 per
-// block, verified block by block with the platform's native SHA-256
-// (BlockLoader); and the Workers that run those downloads off the
-// manager's thread (DownloadPool, download-worker.mjs). The same
-// BlockLoader runs in a Worker or, where Workers are missing, in the
-// manager's own thread. Plain ES module: browsers (pages, Workers) and Node.
+// block, or of one piece of it (a run of its blocks, while other Workers
+// fetch the others into the same partial file), verified block by block
+// with the platform's native SHA-256 (BlockLoader); and the Workers that
+// run those downloads off the manager's thread (DownloadPool,
+// download-worker.mjs). The same BlockLoader runs in a Worker or, where
+// Workers are missing, in the manager's own thread. Plain ES module:
+// browsers (pages, Workers) and Node.
 
 import {
   WeightError, HttpError, NetworkError, IntegrityError, ManifestError, QuotaError, AbortError,
@@ -46,6 +48,15 @@ export const sleep = (ms, signal) => new Promise((resolve, reject) => {
 });
 
 export const isNode = () => !!globalThis.process?.versions?.node && typeof globalThis.WorkerGlobalScope === 'undefined';
+
+// What this thread offers the stores' writers: syncHandleModes, sync access
+// handles that several writers may hold on one file at once (OPFS
+// 'readwrite-unsafe', Chromium 121+: the pieces of one shard are written by
+// several download Workers). A download Worker reports it when it starts.
+export function writeFeatures() {
+  const h = globalThis.FileSystemSyncAccessHandle;
+  return { syncHandleModes: typeof h === 'function' && 'mode' in h.prototype };
+}
 
 // The number of cores (1 when unknown).
 export async function coreCount() {
@@ -345,7 +356,11 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 
 // SHA-256 of bytes as hex: the platform's native digest (SubtleCrypto:
 // browsers in secure contexts, Node), else the JS one (a page on plain
-// http: no SubtleCrypto).
+// http: no SubtleCrypto). SubtleCrypto hashes off the calling thread (Node:
+// its thread pool), which a download Worker needs: node:crypto's hash, fed
+// as the bytes arrive, costs ~0.1 s/GB less CPU (no copy of the block), but
+// on the Worker's own thread, and one Worker streamed the 1B model's shards
+// slower with it (1.54 s instead of 1.31 s, median of 9, 2 cores).
 export async function digestHex(u8) {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) return new Sha256().update(u8).digestHex();
@@ -361,26 +376,38 @@ export async function digestHex(u8) {
 export function blockSlots(blockBytes, budget = 12 << 20) { return Math.max(2, Math.min(4, Math.floor(budget / blockBytes))); }
 
 // Downloads one shard whose manifest lists the SHA-256 of each block
-// (job.blockBytes each, the last one shorter). A block is trusted only once
-// its digest matches: then it is appended to the store's partial file (when
-// there is a store) and handed to deliver(bytes, fileOffset, fromStore) in
-// file order (fromStore: how many of its first bytes were read from the
-// partial file), which resolves to the block's buffer once the receiver is
-// done with it (memory is reused: at most `slots` blocks are in flight). A
-// bad block is fetched again alone by Range (integrityAttempts downloads in
-// all, then IntegrityError) while the response it came in goes on. A
-// partial file from an earlier load keeps its blocks that still verify and
-// the bytes after them (the start of the next block, checked once that block
-// is complete); the download resumes there. When the download stops short,
-// what arrived of the block being filled is appended for the next resume.
-// When every block has verified the partial file is renamed into place: the
-// manifest, which names every block's hash, is what is trusted, so the
-// whole-file SHA-256 is not computed again.
+// (job.blockBytes each, the last one shorter), or one piece of it: the
+// blocks [job.first, job.end), which other pieces' downloads (in other
+// Workers) complement. A block is trusted only once its digest matches:
+// then it is written at its offset in the store's partial file (when there
+// is a store) and handed to deliver(bytes, fileOffset, fromStore) in file
+// order (fromStore: how many of its first bytes were read from the partial
+// file), which resolves to the block's buffer once the receiver is done with
+// it (memory is reused: at most `slots` blocks are in flight). A bad block
+// is fetched again alone by Range (integrityAttempts downloads in all, then
+// IntegrityError) while the response it came in goes on.
+//
+// Resume: the partial file's blocks below job.known (its size when the
+// shard's download started) are checked again (the file may be damaged, or
+// hold holes where another piece had not written yet); each one that still
+// verifies is kept, and only the runs of blocks between them are fetched.
+// When the file ends inside a block, its bytes there (what arrived of that
+// block before an interruption) start that block, checked once it is
+// complete. When a piece stops short, what arrived of the block being filled
+// is written too, for the next resume. A store whose writers only append
+// (the Cache API) cuts the file at its first bad block instead.
+//
+// The loader does not commit: the caller renames the partial file into
+// place (store.commit) once every piece succeeded. The manifest, which
+// names every block's hash, is what is trusted, so the whole-file SHA-256 is
+// not computed.
 //
 // slotBytes: the memory the block buffers may take (at least two blocks).
-// job: { file, url, bytes, key, blockBytes, blockSha256: [hex], prefix:
-// { at, bytes } | null (bytes of the file the manager already fetched,
-// used when the download starts there) }. counters: networkBytes,
+// job: { file, url, bytes, key, blockBytes, blockSha256: [hex], first, end
+// (blocks; default: all), known (bytes of the partial file to check;
+// default: its size), shared (other pieces write the same partial file at
+// once), prefix: { at, bytes } | null (bytes of the file the manager already
+// fetched, used when a fetch starts there) }. counters: networkBytes,
 // requests, retries (through the fetcher), refetches.
 export class BlockLoader {
   constructor(fetcher, { store = null, integrityAttempts = 3, onRetry = null, slotBytes = 12 << 20 } = {}) {
@@ -397,7 +424,11 @@ export class BlockLoader {
     const B = job.blockBytes;
     const nBlocks = Math.ceil(job.bytes / B);
     if (job.blockSha256.length !== nBlocks) throw new ManifestError(`${job.file}: ${job.blockSha256.length} block hashes for ${nBlocks} blocks`);
+    const first = job.first ?? 0;
+    const last = job.end ?? nBlocks;
+    if (!(first >= 0 && first < last && last <= nBlocks)) throw new WeightError(`${job.file}: bad piece [${first}, ${last}) of ${nBlocks} blocks`);
     const end = (k) => Math.min(job.bytes, (k + 1) * B);
+    if (signal?.aborted) throw new AbortError('load aborted'); // (onAbort would not fire)
     const slots = blockSlots(B, this.slotBytes);
     // the block buffers: taken, handed over, given back
     const free = [];
@@ -424,59 +455,49 @@ export class BlockLoader {
       free.push(buf);
       wake?.();
     };
-    const hand = (u8, at, fromStore) => {
-      deliver(u8, at, fromStore).then(release, fail);
+    // next: the first block not yet handed over (the blocks before it are in the file)
+    const st = { w: null, next: first };
+    const hand = (u8, k, fromStore) => {
+      st.next = k + 1;
+      deliver(u8, k * B, fromStore).then(release, fail);
     };
     // an abort also wakes a wait for a buffer (the receiver may keep them)
     const off = onAbort(signal, () => fail(new AbortError('load aborted')));
-    // w: the partial file; stored: the bytes it holds (blocks are appended in order)
-    const st = { w: this.store ? await this.store.openWriter(job.key) : null, stored: 0 };
-    const { w } = st;
     let chain = Promise.resolve();
     let cur = null; // the block being filled: { buf, k, fill, fromStore }
     try {
-      let next = 0; // the first block not yet delivered
-      if (w) {
-        if (w.size > job.bytes) await w.truncate(0);
-        st.stored = w.size;
-        // the partial file's whole blocks, each checked again (the file may
-        // come from an older version of the manager, or be damaged)
-        let bad = false;
-        for (let k = 0; end(k) <= st.stored && k < nBlocks && !bad; k++) {
-          if (signal?.aborted) throw new AbortError('load aborted');
-          const buf = await acquire();
-          const u8 = new Uint8Array(buf, 0, end(k) - k * B);
-          bad = (await w.readInto(k * B, u8)) !== u8.length || (await digestHex(u8)) !== job.blockSha256[k];
-          if (bad) {
-            release(buf);
+      st.w = this.store ? await this.store.openWriter(job.key, { shared: !!job.shared }) : null;
+      const { w } = st;
+      let known = w ? Math.min(job.known ?? w.size, w.size) : 0;
+      if (known > job.bytes) {
+        await w.truncate(0); // not this shard's bytes (the caller clears such a file before pieces share it)
+        known = 0;
+      }
+      // block k from the partial file into buf: true when it verifies
+      const check = async (k, buf) => {
+        const u8 = new Uint8Array(buf, 0, end(k) - k * B);
+        return (await w.readInto(k * B, u8)) === u8.length && (await digestHex(u8)) === job.blockSha256[k];
+      };
+      const held = (k) => w && end(k) <= known; // the partial file may hold block k
+      // blocks [k, j) fetched, verified, stored and handed over in order
+      const fetchRun = async (k, j) => {
+        let pos = k * B;
+        if (w && pos < known && known < end(k)) {
+          // the file ends inside block k: what arrived of it before
+          cur = { buf: await acquire(), k, fill: known - pos, fromStore: known - pos };
+          if ((await w.readInto(pos, new Uint8Array(cur.buf, 0, cur.fill))) === cur.fill) {
+            pos = known;
           } else {
-            hand(u8, k * B, u8.length);
-            next = k + 1;
-          }
-        }
-        // what follows: the start of block `next`, unless a block was bad
-        const tail = st.stored - next * B;
-        if (tail > 0 && !bad) {
-          cur = { buf: await acquire(), k: next, fill: tail, fromStore: tail };
-          bad = (await w.readInto(next * B, new Uint8Array(cur.buf, 0, tail))) !== tail;
-          if (bad) {
             release(cur.buf);
             cur = null;
           }
         }
-        if (bad) {
-          await w.truncate(next * B);
-          st.stored = next * B;
-        }
-      }
-      if (next < nBlocks) {
-        let pos = next * B + (cur ? cur.fill : 0);
         const consume = async (chunk, at) => {
           if (failed) throw failed;
           for (let i = 0; i < chunk.length;) {
             if (!cur) {
-              const k = Math.floor(at / B);
-              cur = { buf: await acquire(), k, fill: at - k * B, fromStore: 0 };
+              const b = Math.floor(at / B);
+              cur = { buf: await acquire(), k: b, fill: at - b * B, fromStore: 0 };
             }
             const blockEnd = end(cur.k);
             const n = Math.min(blockEnd - (cur.k * B + cur.fill), chunk.length - i);
@@ -487,33 +508,67 @@ export class BlockLoader {
             if (cur.k * B + cur.fill === blockEnd) {
               const done = cur;
               cur = null;
-              chain = chain.then(() => this.#finish(job, sh, st, done, hand, signal));
+              chain = chain.then(() => this.#finish(job, sh, w, done, hand, signal));
               chain.catch(fail);
             }
           }
         };
         const p = job.prefix;
         if (p && p.at === pos && p.bytes.length > 0) {
-          const bytes = p.bytes.subarray(0, Math.min(p.bytes.length, job.bytes - pos));
+          const bytes = p.bytes.subarray(0, Math.min(p.bytes.length, end(j - 1) - pos));
           await consume(bytes, pos);
           pos += bytes.length;
         }
-        if (pos < job.bytes) await this.fetcher.download(sh, pos, job.bytes, consume, signal, { onRetry: this.onRetry });
+        if (pos < end(j - 1)) await this.fetcher.download(sh, pos, end(j - 1), consume, signal, { onRetry: this.onRetry });
         await chain;
         if (failed) throw failed;
+      };
+      for (let k = first; k < last;) {
+        if (failed) throw failed;
+        if (held(k)) {
+          const buf = await acquire();
+          if (await check(k, buf)) {
+            hand(new Uint8Array(buf, 0, end(k) - k * B), k, end(k) - k * B);
+            k++;
+            continue;
+          }
+          release(buf);
+          if (!w.positional) {
+            // an appending store keeps the blocks before the bad one only
+            await w.truncate(k * B);
+            known = k * B;
+          }
+        }
+        // fetch up to the next block the file holds intact (checked here,
+        // and again when it is handed over: one block more hashed per run)
+        let j = k + 1;
+        if (w) {
+          const buf = await acquire();
+          try {
+            while (j < last && !(held(j) && (await check(j, buf)))) j++;
+          } finally {
+            release(buf);
+          }
+        } else {
+          j = last;
+        }
+        await fetchRun(k, j);
+        k = j;
       }
-      if (w) await w.commit();
       off();
+      if (w) await w.close();
     } catch (e) {
       off();
       fail(e);
       await chain.catch(() => {});
+      const { w } = st;
       if (w) {
-        // what arrived of the block being filled, after every block before
-        // it: kept (unverified, like any partial file) for the next resume
-        const have = cur ? st.stored - cur.k * B : -1;
-        if (cur && have >= 0 && have < cur.fill) await w.write(new Uint8Array(cur.buf, have, cur.fill - have)).catch(() => {});
-        if (w.size === 0) await w.discard().catch(() => {});
+        // what arrived of the block being filled, when every block before it
+        // in this piece is in the file: kept (unverified, like any partial
+        // file's end) for the next resume
+        if (cur && st.next === cur.k && cur.fill > cur.fromStore)
+          await w.writeAt(cur.k * B + cur.fromStore, new Uint8Array(cur.buf, cur.fromStore, cur.fill - cur.fromStore)).catch(() => {});
+        if (w.size === 0 && !job.shared) await w.discard().catch(() => {});
         else await w.close().catch(() => {});
       }
       throw e;
@@ -521,13 +576,13 @@ export class BlockLoader {
   }
 
   // A filled block: verified (else fetched again alone), stored, handed over.
-  async #finish(job, sh, st, block, hand, signal) {
+  async #finish(job, sh, w, block, hand, signal) {
     const B = job.blockBytes;
     const from = block.k * B;
     const to = Math.min(job.bytes, from + B);
     const u8 = new Uint8Array(block.buf, 0, to - from);
     const want = job.blockSha256[block.k];
-    let fromStore = block.fromStore;
+    let { fromStore } = block; // its first bytes, in the file already
     for (let attempt = 1; ; attempt++) {
       const got = await digestHex(u8);
       if (got === want) break;
@@ -535,30 +590,26 @@ export class BlockLoader {
       if (attempt >= this.integrityAttempts)
         throw new IntegrityError(`${where}: SHA-256 ${got}, expected ${want} (${attempt} downloads); the server's copy is damaged`);
       this.counters.refetches = (this.counters.refetches ?? 0) + 1;
-      if (st.w && st.stored > from) {
-        // part of it came from the partial file: those bytes go too
-        await st.w.truncate(from);
-        st.stored = from;
-      }
+      // part of it came from the partial file: an appending store drops those bytes
+      if (w && fromStore > 0 && !w.positional) await w.truncate(from);
       fromStore = 0;
       await this.fetcher.download(sh, from, to, (chunk, at) => { u8.set(chunk, at - from); }, signal, { onRetry: this.onRetry });
     }
-    if (st.w && to > st.stored) {
-      await st.w.write(u8.subarray(Math.max(0, st.stored - from)));
-      st.stored = to;
-    }
-    hand(u8, from, fromStore);
+    if (w) await w.writeAt(from + fromStore, u8.subarray(fromStore));
+    hand(u8, block.k, fromStore);
   }
 }
 
 // ---- Workers ------------------------------------------------------------------------
 
 // Starts a module Worker (browsers) or a worker_thread (Node) running the
-// module at url, which posts { ready: true } once listening. Resolves to
-// { post(msg, transfer), terminate(), busy(bool) } once ready; onMessage
-// gets every later message; onError a failure of the worker.
+// module at url, which posts { ready: true, features? } once listening.
+// Resolves to { post(msg, transfer), terminate(), busy(bool), features }
+// once ready; onMessage gets every later message; onError a failure of the
+// worker.
 export async function spawnWorker(url, onMessage, onError) {
   let ready;
+  let features = null;
   const started = new Promise((resolve, reject) => { ready = { resolve, reject }; });
   const fail = (e) => {
     const err = e instanceof Error ? e : new Error(`worker: ${e?.message ?? e}`);
@@ -566,8 +617,12 @@ export async function spawnWorker(url, onMessage, onError) {
     onError(err);
   };
   const receive = (m) => {
-    if (m?.ready) ready.resolve();
-    else onMessage(m);
+    if (m?.ready) {
+      features = m.features ?? null;
+      ready.resolve();
+    } else {
+      onMessage(m);
+    }
   };
   let handle;
   if (isNode()) {
@@ -609,6 +664,7 @@ export async function spawnWorker(url, onMessage, onError) {
   } finally {
     clearTimeout(timer);
   }
+  handle.features = features;
   return handle;
 }
 
@@ -628,10 +684,11 @@ export function errorFromMessage(m) {
   return e;
 }
 
-// The download Workers (download-worker.mjs): each runs whole shards
-// (BlockLoader), fetching, hashing and storing there; this thread gets the
-// verified blocks (transferred, not copied) and gives each buffer back when
-// the sink is done with it, which bounds the memory in flight.
+// The download Workers (download-worker.mjs): each runs BlockLoader jobs
+// (whole shards, or pieces of one), fetching, hashing and storing there;
+// this thread gets the verified blocks (transferred, not copied) and gives
+// each buffer back when the sink is done with it, which bounds the memory
+// in flight. features: what the Workers offer the stores (writeFeatures()).
 export class DownloadPool {
   // n workers, or null where Workers cannot start (then the caller runs
   // the same downloads in its own thread).
@@ -650,6 +707,7 @@ export class DownloadPool {
       pool.close();
       return null;
     }
+    pool.features = pool.workers[0].handle.features;
     return pool;
   }
 
@@ -657,6 +715,7 @@ export class DownloadPool {
     this.workers = [];
     this.jobs = new Map(); // id -> { worker, handlers, queue, resolve, reject }
     this.ids = 0;
+    this.features = null;
   }
 
   // Runs a BlockLoader job on the least busy worker. options: { store

@@ -8,15 +8,36 @@
 // downloaded, and the download is held back while the backend is busy.
 //
 // Assumptions, true of both sides: the manager gives each file's tensor
-// bytes in increasing offsets (files in parallel); the puller reads tensor
-// ranges of file 0, then file 1, ..., each in increasing offsets, and may
-// skip tensors (then their chunks are let go as it moves past them).
+// bytes in increasing offsets within each piece of the file (files, and the
+// pieces of a large file, in parallel); the puller reads tensor ranges of
+// file 0, then file 1, ..., each in increasing offsets, and may skip tensors
+// (then their chunks are let go as it moves past them, or as they arrive
+// after it did).
 
 import { EngineError } from './wasm.mjs';
 
+// Adds bytes [from, to) to a file's pushed ranges (sorted, disjoint, merged
+// when they touch: about one per piece of the file). True when some of them
+// were there already.
+function markPushed(ranges, from, to) {
+  let i = 0;
+  while (i < ranges.length && ranges[i][1] < from) i++;
+  let j = i;
+  let again = false;
+  let lo = from;
+  let hi = to;
+  for (; j < ranges.length && ranges[j][0] <= to; j++) {
+    if (ranges[j][0] < to && ranges[j][1] > from) again = true;
+    lo = Math.min(lo, ranges[j][0]);
+    hi = Math.max(hi, ranges[j][1]);
+  }
+  ranges.splice(i, j - i, [lo, hi]);
+  return again;
+}
+
 export class TensorRendezvous {
   constructor() {
-    this.files = new Map(); // file -> { chunks: [{ pos, chunk, release }], pushedEnd }
+    this.files = new Map(); // file -> { chunks: [{ pos, chunk, release }], pushed: [[from, to]] }
     this.readFile = 0;      // the file the puller reads now
     this.readPos = 0;       // where in it
     this.waiter = null;     // wakes the puller when chunks arrive
@@ -27,7 +48,7 @@ export class TensorRendezvous {
   #file(k) {
     let f = this.files.get(k);
     if (!f) {
-      f = { chunks: [], pushedEnd: 0 };
+      f = { chunks: [], pushed: [] };
       this.files.set(k, f);
     }
     return f;
@@ -43,18 +64,16 @@ export class TensorRendezvous {
   // (or went past them); rejects when the rendezvous failed.
   push(k, pos, chunk) {
     if (this.error) return Promise.reject(this.error);
+    const f = this.#file(k);
+    const again = markPushed(f.pushed, pos, pos + chunk.length);
     if (this.closed || k < this.readFile || (k === this.readFile && pos + chunk.length <= this.readPos)) {
-      const f = this.#file(k);
-      if (pos < f.pushedEnd) {
+      if (again) {
         // bytes given again (a shard refetched after a failed check), but
         // the backend took the first ones already
         return Promise.reject(Object.assign(new EngineError(`file ${k + 1}: bytes at ${pos} arrived again after the backend had taken them; load the model again`), { name: 'IntegrityError' }));
       }
-      f.pushedEnd = Math.max(f.pushedEnd, pos + chunk.length);
       return Promise.resolve();
     }
-    const f = this.#file(k);
-    f.pushedEnd = Math.max(f.pushedEnd, pos + chunk.length);
     return new Promise((resolve, reject) => {
       f.chunks.push({ pos, chunk, release: resolve, fail: reject });
       this.#wake();

@@ -10,6 +10,9 @@
 //   .../rec/ID         a model's record
 // Each segment is written by one streaming cache.put(), so no more than a
 // few chunks are in memory; a download resumes from the last whole segment.
+// Writers append only (writeAt at their end): a shard is never written by
+// several Workers at once here (sharedWrites() is false; the manager does
+// not split shards into pieces for this store).
 
 import { storeRecordName } from './store-common.mjs';
 
@@ -27,6 +30,8 @@ export class CacheStore {
   }
 
   workerSpec() { return { kind: 'cache', name: this.name, segmentBytes: this.segmentBytes }; }
+
+  sharedWrites() { return false; }
 
   #url(kind, key, i = null) { return `${BASE}${kind}/${key}${i === null ? '' : `/${i}`}`; }
 
@@ -134,8 +139,13 @@ export class CacheStore {
       committed += s.bytes;
     };
     return {
+      positional: false,
       get size() { return committed + (seg ? seg.bytes : 0); },
       readInto: (offset, dest) => reader.readInto(offset, dest),
+      async writeAt(offset, u8) {
+        if (offset !== this.size) throw new Error(`the Cache API store appends only (a write at ${offset}, its end is ${this.size})`);
+        return this.write(u8);
+      },
       async write(u8) {
         let done = 0;
         while (done < u8.length) {
@@ -184,7 +194,7 @@ export class CacheStore {
       },
       async commit() {
         await endSegment();
-        await store.cache.put(store.#url('blob', key), new Response(JSON.stringify({ bytes: committed, segments: lengths.length })));
+        await store.#putIndex(key, lengths);
       },
       async discard() {
         if (seg) {
@@ -195,6 +205,14 @@ export class CacheStore {
       },
       close: endSegment, // keeps what arrived: a later load resumes after it
     };
+  }
+
+  // The segments stored become the shard (every writer of it closed).
+  async commit(key) { await this.#putIndex(key, await this.#segments(key)); }
+
+  async #putIndex(key, lengths) {
+    const bytes = lengths.reduce((a, b) => a + b, 0);
+    await this.cache.put(this.#url('blob', key), new Response(JSON.stringify({ bytes, segments: lengths.length })));
   }
 
   async delete(key) {

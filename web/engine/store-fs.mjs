@@ -2,12 +2,17 @@
 // same store interface as OPFS and the Cache API (see store-opfs.mjs for the
 // interface). Layout:
 //   DIR/blobs/KEY        a verified shard (complete)
-//   DIR/blobs/KEY.part   a shard being downloaded (appended to; resumable)
+//   DIR/blobs/KEY.part   a shard being downloaded (resumable): appended to, or
+//                        written at offsets, by several writers at once when
+//                        the pieces of one shard download in parallel (each
+//                        Worker has its own descriptor; the bytes not written
+//                        yet are a hole)
 //   DIR/models/ID.json   the record of a model: its manifest and where it came from
 // A shard becomes KEY only by rename after its SHA-256 was checked, so a
 // crash leaves at most a .part file, never a wrong KEY.
 
 import fs from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { storeRecordName, QuotaError } from './store-common.mjs';
 
@@ -32,6 +37,9 @@ export class FsStore {
 
   // What opens this store again in a Worker (openStore() arguments).
   workerSpec() { return { kind: 'fs', dir: this.dir, durable: this.durable, quota: this.quota }; }
+
+  // Several writers (download Workers) may write one partial file at once.
+  sharedWrites() { return true; }
 
   async #init() {
     this.ready ??= Promise.all([fs.mkdir(this.blobDir, { recursive: true }), fs.mkdir(this.modelDir, { recursive: true })]);
@@ -74,13 +82,17 @@ export class FsStore {
     };
   }
 
-  // The writer of KEY.part (created if missing): { size, readInto(offset,
-  // dest), write(u8) (appends), truncate(n), commit() (rename to KEY),
-  // discard() (delete), close() (keep for a later resume) }.
+  // The writer of KEY.part (created if missing): { size, positional: true,
+  // readInto(offset, dest), write(u8) (appends), writeAt(offset, u8),
+  // truncate(n), commit() (rename to KEY), discard() (delete), close() (keep
+  // for a later resume) }. Other writers may have the file open at once
+  // (the { shared } option of the interface: always so here): positional
+  // writes need no lock; size is what this writer knows of.
   async openWriter(key) {
     await this.#init();
     const file = this.#blob(key) + PART;
-    const fh = await fs.open(file, 'a+');
+    // not 'a': with O_APPEND every write would go to the end, whatever its offset
+    const fh = await fs.open(file, fsConstants.O_RDWR | fsConstants.O_CREAT);
     let size = (await fh.stat()).size;
     const store = this;
     let closed = false;
@@ -90,7 +102,22 @@ export class FsStore {
         await fh.close();
       }
     };
+    const writeAt = async (offset, u8) => {
+      if (store.quota !== null && (await store.#used()) + u8.length > store.quota)
+        throw new QuotaError(`the model cache in ${store.dir} is full (quota ${store.quota} bytes)`);
+      try {
+        for (let done = 0; done < u8.length;) {
+          const { bytesWritten } = await fh.write(u8, done, u8.length - done, offset + done);
+          done += bytesWritten;
+        }
+        size = Math.max(size, offset + u8.length);
+      } catch (e) {
+        if (isNoSpace(e)) throw new QuotaError(`no space left for the model cache in ${store.dir}`, { cause: e });
+        throw e;
+      }
+    };
     return {
+      positional: true,
       get size() { return size; },
       async readInto(offset, dest) {
         let done = 0;
@@ -101,30 +128,15 @@ export class FsStore {
         }
         return done;
       },
-      async write(u8) {
-        if (store.quota !== null && (await store.#used()) + u8.length > store.quota)
-          throw new QuotaError(`the model cache in ${store.dir} is full (quota ${store.quota} bytes)`);
-        try {
-          let done = 0;
-          while (done < u8.length) {
-            // 'a+': every write goes to the end of the file
-            const { bytesWritten } = await fh.write(u8, done, u8.length - done);
-            done += bytesWritten;
-          }
-          size += u8.length;
-        } catch (e) {
-          if (isNoSpace(e)) throw new QuotaError(`no space left for the model cache in ${store.dir}`, { cause: e });
-          throw e;
-        }
-      },
+      write: (u8) => writeAt(size, u8),
+      writeAt,
       async truncate(n) {
         await fh.truncate(n);
         size = n;
       },
       async commit() {
-        if (store.durable) await fh.sync();
         await close();
-        await fs.rename(file, store.#blob(key));
+        await store.commit(key);
       },
       async discard() {
         await close();
@@ -132,6 +144,23 @@ export class FsStore {
       },
       close,
     };
+  }
+
+  // KEY.part -> KEY, once every writer of it closed (pieces of one shard
+  // written by several Workers: the manager renames when all are done).
+  async commit(key) {
+    await this.#init();
+    const file = this.#blob(key) + PART;
+    if (this.durable) {
+      // fsync of any descriptor flushes the file's data, whoever wrote it
+      const fh = await fs.open(file, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await fs.rename(file, this.#blob(key));
   }
 
   async delete(key) {

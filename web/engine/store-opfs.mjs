@@ -1,7 +1,11 @@
 // store-opfs.mjs - the StreamWeightManager's cache in the Origin Private File
 // System (browsers). Layout under navigator.storage.getDirectory():
 //   NAME/blobs/KEY        a verified shard
-//   NAME/blobs/KEY.part   a shard being downloaded (appended to; resumable)
+//   NAME/blobs/KEY.part   a shard being downloaded (resumable): appended to, or
+//                         written at offsets, by several download Workers at
+//                         once when the pieces of one shard download in
+//                         parallel (sync access handles in 'readwrite-unsafe'
+//                         mode, Chromium 121+; elsewhere shards are not split)
 //   NAME/models/ID.json   a model's record (its manifest)
 // A .part file becomes KEY by move() (a rename) after its SHA-256 was
 // checked, so a crash or reload never leaves a wrong KEY.
@@ -16,8 +20,16 @@
 //   kind                                 'opfs' | 'cache' | 'fs'
 //   stat(key)      -> { complete: bytes | null, partial: bytes }
 //   openReader(key) -> { size, readInto(offset, dest) -> n, close() }   (complete blobs)
-//   openWriter(key) -> { size, readInto(offset, dest) (bytes there when opened),
-//                        write(u8) (append), truncate(n), commit(), discard(), close() }
+//   openWriter(key, { shared }) -> { size, positional, readInto(offset, dest)
+//                        (bytes there when opened), write(u8) (append), writeAt(offset, u8)
+//                        (positional writers anywhere; the others only at size),
+//                        truncate(n), commit(), discard(), close() }
+//                        shared: other writers may write the same file at once
+//                        (at other offsets; only where sharedWrites() said so)
+//   commit(key)    the partial file becomes KEY (every writer of it closed)
+//   sharedWrites(features) -> may several writers write one partial file at
+//                   once; features: what the download Workers found
+//                   (writeFeatures() in download.mjs)
 //   delete(key), blobs() -> [{ key, bytes, complete }]
 //   getRecord(id), putRecord(id, obj), deleteRecord(id), records()
 //   estimate() -> { usage, quota } | null, persist() -> bool
@@ -46,6 +58,11 @@ export class OpfsStore {
   }
 
   workerSpec() { return { kind: 'opfs', name: this.name }; }
+
+  // Shared writers need sync access handles in 'readwrite-unsafe' mode where
+  // the writers run (a page has no sync handles: its writers replace the
+  // whole file when they close, so two at once would lose bytes).
+  sharedWrites(features) { return !!features?.syncHandleModes; }
 
   async #handle(name, create = false) {
     try {
@@ -98,11 +115,10 @@ export class OpfsStore {
     };
   }
 
-  async openWriter(key) {
+  async openWriter(key, { shared = false } = {}) {
     const h = await this.#handle(key + PART, true);
-    const store = this;
     if (this.sync) {
-      const a = await h.createSyncAccessHandle();
+      const a = await h.createSyncAccessHandle(shared ? { mode: 'readwrite-unsafe' } : undefined);
       let size = a.getSize();
       let open = true;
       const close = async () => {
@@ -112,31 +128,34 @@ export class OpfsStore {
           a.close();
         }
       };
+      const writeAt = async (offset, u8) => {
+        let done = 0;
+        while (done < u8.length) done += a.write(u8.subarray(done), { at: offset + done });
+        size = Math.max(size, offset + u8.length);
+      };
       return {
+        positional: true,
         get size() { return size; },
         readInto: async (offset, dest) => a.read(dest, { at: offset }),
-        async write(u8) {
-          let done = 0;
-          while (done < u8.length) done += a.write(u8.subarray(done), { at: size + done });
-          size += u8.length;
-        },
+        write: (u8) => writeAt(size, u8),
+        writeAt,
         async truncate(n) {
           a.truncate(n);
           size = n;
         },
-        async commit() {
+        commit: async () => {
           await close();
-          await store.#rename(h, key);
+          await this.commit(key);
         },
-        async discard() {
+        discard: async () => {
           await close();
-          await store.#remove(key + PART);
+          await this.#remove(key + PART);
         },
         close,
       };
     }
-    // a page: createWritable, appending at the end; readInto reads what the
-    // file held when this writer was opened
+    // a page: createWritable (the only writer: its bytes replace the file
+    // when it closes); readInto reads what the file held when it was opened
     const before = await h.getFile();
     let size = before.size;
     let w = await h.createWritable({ keepExistingData: true });
@@ -148,41 +167,52 @@ export class OpfsStore {
         await x.close();
       }
     };
+    const write = async (u8) => {
+      await w.write(u8);
+      size += u8.length;
+    };
     return {
+      positional: true,
       get size() { return size; },
       async readInto(offset, dest) {
         const buf = new Uint8Array(await before.slice(offset, offset + dest.length).arrayBuffer());
         dest.set(buf);
         return buf.length;
       },
-      async write(u8) {
-        await w.write(u8);
-        size += u8.length;
+      write,
+      async writeAt(offset, u8) {
+        if (offset === size) return write(u8);
+        await w.write({ type: 'write', position: offset, data: u8 });
+        size = Math.max(size, offset + u8.length);
+        await w.seek(size); // appends go on at the end
       },
       async truncate(n) {
         await w.truncate(n);
         await w.seek(n);
         size = n;
       },
-      async commit() {
+      commit: async () => {
         await close();
-        await store.#rename(h, key);
+        await this.commit(key);
       },
-      async discard() {
+      discard: async () => {
         if (w) {
           const x = w;
           w = null;
           await x.abort();
         }
-        await store.#remove(key + PART);
+        await this.#remove(key + PART);
       },
       close,
     };
   }
 
-  // KEY.part -> KEY: move() where the browser has it, else a copy through
-  // createWritable (which also lands whole or not at all) and a delete.
-  async #rename(h, key) {
+  // KEY.part -> KEY (every writer of it closed): move() where the browser
+  // has it, else a copy through createWritable (which also lands whole or not
+  // at all) and a delete.
+  async commit(key) {
+    const h = await this.#handle(key + PART);
+    if (!h) throw new Error(`no partial download of ${key}`);
     await this.#remove(key);
     if (typeof h.move === 'function') {
       await h.move(key);

@@ -17,8 +17,9 @@
 //                       // in Node also a file: URL
 //     store,            // a cache store (await openStore(...)), or null: no persistence
 //     fetch,            // default: fetch(), in Node node:http (file: URLs: read from disk, Node)
-//     concurrency: 6,   // shards downloaded at once (a browser opens at most 6 HTTP/1.1
-//                       // connections per host; more would wait, and could time out)
+//     concurrency: 6,   // shards (or pieces of a large one) downloaded at once (a browser
+//                       // opens at most 6 HTTP/1.1 connections per host; more would
+//                       // wait, and could time out)
 //     retries: 5,       // failed requests in a row (no byte received) before giving up
 //     onProgress,       // (p) => {}, see below
 //     modelId,          // key of the model in the cache (default: url)
@@ -26,6 +27,10 @@
 //     downloadWorkers,  // Workers that download, verify and store shards with block
 //                       // hashes (default: cores - 1, at most concurrency; 0, a fetch
 //                       // function, or a store without workerSpec(): on this thread)
+//     splitBytes,       // a shard with block hashes much larger than the others is
+//                       // downloaded as pieces, in parallel (null: planPieces' rule,
+//                       // by the model's size and the Workers; 0: never; N: pieces
+//                       // of about N bytes)
 //     hashWorkers,      // shards without block hashes: Workers that compute their
 //                       // SHA-256 off this thread (default: cores - 2, at most
 //                       // concurrency; 0, or no SharedArrayBuffer: here)
@@ -55,21 +60,25 @@
 //                       are multiples of chunkBytes (so, GGUF tensors being 32-byte
 //                       aligned, at 4-byte multiples inside the tensor), wherever a
 //                       download was cut. Shards arrive `concurrency` at a time, so
-//                       tensors interleave. Chunks may arrive again (a shard that
+//                       tensors interleave; the pieces of a large shard arrive in
+//                       parallel, each in file order, so one tensor's chunks may
+//                       come out of order. Chunks may arrive again (a shard that
 //                       failed verification is refetched; not with block hashes,
-//                       where only verified blocks reach the sink); load() resolves
-//                       only when every shard is verified.
+//                       where only verified blocks reach the sink, each once);
+//                       load() resolves only when every shard is verified.
 //     reset?()                  start over (a header given turned out corrupted)
 //     end?()
 //
 //   progress (at most every 100 ms, the last state always): { phase:
 //     'headers'|'tensors'|'done', bytesDone, bytesTotal,
 //     networkBytes, cacheBytes, speed (bytes/s), eta (s or null), offline,
-//     shards: [{ file, bytes, done, state: 'queued'|'downloading'|'verifying'|
-//               'done'|'retrying'|'error', source: 'network'|'cache'|null, attempts }] }
+//     shards: [{ file, bytes, done (bytes given to the sink), state: 'queued'|
+//               'downloading'|'verifying'|'done'|'retrying'|'error',
+//               source: 'network'|'cache'|null, attempts }] }
 //
 //   wm.counters: { networkBytes, cacheBytes, requests, retries, refetches (blocks or
-//     shards fetched again), hashWorkers, downloadWorkers, rereadBytes }
+//     shards fetched again), hashWorkers, downloadWorkers, splitShards (shards
+//     downloaded in pieces), rereadBytes }
 //   wm.offline: the manifest came from the cache (the server was unreachable)
 //
 //   errors (all WeightError): HttpError (status), NetworkError, IntegrityError
@@ -94,23 +103,29 @@
 // 3. Shards, `concurrency` at once: a verified shard is read from the cache.
 //    A shard whose manifest lists block hashes (what `streamllm split`
 //    writes) goes to a BlockLoader (download.mjs), in a download Worker when
-//    there are some: the partial download's blocks that still verify are
-//    replayed, the rest is fetched by Range; each block is checked with the
-//    platform's SHA-256 (SubtleCrypto) before it is appended to the partial
-//    file and handed (transferred) to this thread for the sink; a bad block
-//    is fetched again alone; the partial file is renamed into place once
-//    every block verified. Other shards (older manifests, plain .gguf URLs),
-//    here: what a partial download holds is replayed (hashed, handed to the
-//    sink) and the rest is fetched by Range from where it stopped; every
-//    network chunk is hashed, appended to the partial file and handed to the
-//    sink; at the end the SHA-256 decides: the partial file is renamed into
-//    place, or discarded and the shard fetched again (bounded).
+//    there are some; one much larger than the others (planPieces) goes as
+//    several pieces, runs of whole blocks, each to its own BlockLoader (and
+//    Worker), all at once, writing the same partial file at their offsets
+//    (where the store allows: sharedWrites()); `concurrency` counts pieces.
+//    The partial download's blocks that still verify, wherever they are, are
+//    replayed; only the runs of blocks between them are fetched, by Range;
+//    each block is checked with the platform's SHA-256 (SubtleCrypto) before
+//    it is written at its offset in the partial file and handed
+//    (transferred) to this thread for the sink; a bad block is fetched
+//    again alone; the partial file is renamed into place (store.commit)
+//    once every block of every piece verified. Other shards (older
+//    manifests, plain .gguf URLs), here: what a partial download holds is
+//    replayed (hashed, handed to the sink) and the rest is fetched by Range
+//    from where it stopped; every network chunk is hashed, appended to the
+//    partial file and handed to the sink; at the end the SHA-256 decides:
+//    the partial file is renamed into place, or discarded and the shard
+//    fetched again (bounded).
 // 4. The model's record (its manifest) is saved in the store, and blobs no
 //    record names are deleted: a new model version keeps its unchanged shards
 //    (same SHA-256, same blob) and drops the rest.
 
 import { newSha256, Sha256, HashPool } from './sha256.mjs';
-import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount } from './download.mjs';
+import { Fetcher, BlockLoader, DownloadPool, onAbort, coreCount, digestHex, writeFeatures } from './download.mjs';
 import {
   WeightError, HttpError, NetworkError, IntegrityError, ManifestError, QuotaError, AbortError, KEY_PATTERN,
 } from './store-common.mjs';
@@ -202,7 +217,7 @@ export class StreamWeightManager {
   constructor({
     url, manifestUrl, mode, store = null, fetch = null, concurrency = 6, retries = 5, integrityAttempts = 3,
     backoffMs = 250, maxBackoffMs = 8000, stallMs = 30000, chunkBytes = 256 * 1024, onProgress = null, modelId = null,
-    verifyCached = false, sha256 = null, gc = true, hashWorkers = null, downloadWorkers = null,
+    verifyCached = false, sha256 = null, gc = true, hashWorkers = null, downloadWorkers = null, splitBytes = null,
   } = {}) {
     const u = url ?? manifestUrl;
     if (!u) throw new WeightError('StreamWeightManager: no url');
@@ -231,12 +246,15 @@ export class StreamWeightManager {
     // null: by the number of cores, see #downloads)
     this.downloadWorkers = downloadWorkers;
     this.downloadPool = null;
+    // pieces of a large shard downloaded in parallel (null: by planPieces'
+    // rule; 0: never; N: pieces of about N bytes)
+    this.splitBytes = splitBytes;
     this.offline = false; // the manifest came from the cache
     this.rawManifest = null;
     this.shards = null;
     this.readers = new Map(); // key -> reader, kept open for readTensor
     this.counters = {
-      networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, downloadWorkers: 0, rereadBytes: 0,
+      networkBytes: 0, cacheBytes: 0, requests: 0, retries: 0, refetches: 0, hashWorkers: 0, downloadWorkers: 0, splitShards: 0, rereadBytes: 0,
     };
     this.net = new Fetcher({ fetch, retries: this.retries, backoffMs, maxBackoffMs, stallMs, counters: this.counters });
     this.progress = null;
@@ -365,7 +383,13 @@ export class StreamWeightManager {
       }
       this.progress.phase = 'tensors';
       await sink.begin?.({ tensors: this.#allTensors() });
-      await this.#pool(this.shards, this.concurrency, (sh) => this.#loadShard(sh, sink, ctrl.signal), ctrl);
+      // shards, and the pieces of the large ones: `concurrency` at once
+      const items = await this.#plan();
+      try {
+        await this.#pool(items, this.concurrency, (it) => (it.cut ? this.#loadPiece(it, sink, ctrl.signal) : this.#loadShard(it.sh, sink, ctrl.signal)), ctrl);
+      } finally {
+        for (const it of items) it.download?.release?.(); // a shard whose pieces did not all run
+      }
       if (signal?.aborted) throw new AbortError('load aborted');
       await sink.end?.();
       await this.#recordComplete();
@@ -424,8 +448,8 @@ export class StreamWeightManager {
   // ---- headers ----
 
   // The first n bytes of a shard: from its verified blob, else from (or
-  // into) its partial download, else (no store) from the network into
-  // sh.prefix, which the data phase continues from.
+  // into) its partial download (#partialPrefix), else (no store) from the
+  // network into sh.prefix, which the data phase continues from.
   async #prefix(sh, n, signal) {
     const st = this.store ? await this.store.stat(sh.key) : null;
     if (st?.complete === sh.bytes) {
@@ -438,30 +462,9 @@ export class StreamWeightManager {
         await r.close();
       }
     }
-    if (this.store) {
-      return this.#locked(sh.key, async () => {
-        const w = await this.store.openWriter(sh.key);
-        try {
-          if (w.size > sh.bytes) await w.truncate(0);
-          // what the partial file held, then the rest (appended to it);
-          // never read back what this writer wrote (not visible before
-          // close in some stores)
-          const out = new Uint8Array(n);
-          const have = Math.min(w.size, n);
-          if (have > 0 && (await w.readInto(0, out.subarray(0, have))) !== have) throw new WeightError(`${sh.file}: partial download unreadable`);
-          if (w.size < n) {
-            // these bytes come from the network now: #replay must not count them as cached
-            sh.fetched = { from: w.size, to: n };
-            await this.net.download(sh, w.size, n, async (chunk, at) => {
-              out.set(chunk, at);
-              await this.#write(w, chunk);
-            }, signal);
-          }
-          return { bytes: out, verified: false };
-        } finally {
-          await w.close();
-        }
-      });
+    if (this.store && !sh.prefix) {
+      const got = await this.#locked(sh.key, () => this.#partialPrefix(sh, n, signal));
+      if (got) return got;
     }
     const have = sh.prefix ?? new Uint8Array(0);
     if (have.length < n) {
@@ -471,6 +474,47 @@ export class StreamWeightManager {
       sh.prefix = out;
     }
     return { bytes: sh.prefix.subarray(0, n), verified: false };
+  }
+
+  // The first n bytes of a shard from its partial download: what the file
+  // holds, then the rest from the network, appended to it (read back
+  // unverified; checked with the shard later). A shard with block hashes:
+  // verified when the blocks that hold them are in the file and verify;
+  // null when the file holds more than block 0 but not it whole (holes
+  // that pieces have not written yet, or damage: the header comes into
+  // memory, block 0 is fetched whole later).
+  async #partialPrefix(sh, n, signal) {
+    const w = await this.store.openWriter(sh.key);
+    try {
+      if (w.size > sh.bytes) await w.truncate(0);
+      const B = sh.blockBytes;
+      if (B) {
+        const upTo = Math.min(sh.bytes, Math.ceil(n / B) * B);
+        if (w.size >= upTo) {
+          const out = new Uint8Array(upTo);
+          let ok = (await w.readInto(0, out)) === upTo;
+          for (let k = 0; ok && k * B < upTo; k++) ok = (await digestHex(out.subarray(k * B, Math.min(upTo, (k + 1) * B)))) === sh.blockSha256[k];
+          if (ok) return { bytes: out.subarray(0, n), verified: true };
+        }
+        if (w.size >= B) return null;
+      }
+      // never read back what this writer wrote (not visible before close
+      // in some stores)
+      const out = new Uint8Array(n);
+      const have = Math.min(w.size, n);
+      if (have > 0 && (await w.readInto(0, out.subarray(0, have))) !== have) throw new WeightError(`${sh.file}: partial download unreadable`);
+      if (w.size < n) {
+        // these bytes come from the network now: they do not count as cached later
+        sh.fetched = { from: w.size, to: n };
+        await this.net.download(sh, w.size, n, async (chunk, at) => {
+          out.set(chunk, at);
+          await this.#write(w, chunk);
+        }, signal);
+      }
+      return { bytes: out, verified: false };
+    } finally {
+      await w.close();
+    }
   }
 
   // Gives one shard's header to the sink, growing it while the engine asks.
@@ -485,7 +529,7 @@ export class StreamWeightManager {
       got = await this.#prefix(sh, n, signal);
     }
     // what was given unverified is checked against the verified shard later
-    sh.givenHeader = got.verified ? null : { bytes: n, sha256: (await newSha256()).update(got.bytes).digestHex() };
+    sh.givenHeader = got.verified ? null : await headerParts(got.bytes, sh.blockBytes);
   }
 
   async #headers(sink, signal) {
@@ -584,22 +628,24 @@ export class StreamWeightManager {
 
   // ---- one shard's tensors ----
 
+  // A shard without block hashes (one item of the load's pool).
   async #loadShard(sh, sink, signal) {
     const ps = this.progress.shards[sh.index];
     const run = async () => {
-      if (this.store) {
-        // checked under the lock: another tab may have just finished it
-        const st = await this.store.stat(sh.key);
-        if (st.complete === sh.bytes) {
-          if (await this.#fromCache(sh, sink, ps, signal)) return;
-        } else if (st.complete !== null) {
-          await this.store.delete(sh.key); // wrong size: not this shard
-        }
-      }
-      if (sh.blockSha256) await this.#fromNetworkBlocks(sh, sink, ps, signal);
-      else await this.#fromNetwork(sh, sink, ps, signal);
+      if (!(await this.#cached(sh, sink, ps, signal))) await this.#fromNetwork(sh, sink, ps, signal);
     };
     await (this.store ? this.#locked(sh.key, run) : run());
+  }
+
+  // The shard from the cache when the store has it whole: true. Checked
+  // under the blob's lock (another tab may have just finished it); a blob
+  // of the wrong size is deleted.
+  async #cached(sh, sink, ps, signal) {
+    if (!this.store) return false;
+    const st = await this.store.stat(sh.key);
+    if (st.complete === sh.bytes) return this.#fromCache(sh, sink, ps, signal);
+    if (st.complete !== null) await this.store.delete(sh.key); // wrong size: not this shard
+    return false;
   }
 
   // Streams a verified blob to the sink. false: it was found damaged
@@ -639,26 +685,121 @@ export class StreamWeightManager {
     return true;
   }
 
-  // A shard whose manifest lists a SHA-256 per block: a BlockLoader
-  // (download.mjs) fetches, verifies and stores it block by block, in a
+  // ---- shards with block hashes, in pieces ----
+
+  // The load's items: a shard without block hashes is one; one with them
+  // is one piece or several (planPieces), which download in parallel, each
+  // an item of its own. A shard is split only where its pieces can be
+  // written at once (a store whose sharedWrites() says so, given what the
+  // download Workers or this thread offer) and when the cache does not hold
+  // it whole already.
+  async #plan() {
+    const items = [];
+    const workers = await this.#workerCount();
+    const total = this.shards.reduce((n, s) => n + s.bytes, 0);
+    let shared = this.store ? null : true; // (no store: nothing to write)
+    for (const sh of this.shards) {
+      if (!sh.blockSha256) {
+        items.push({ sh });
+        continue;
+      }
+      let cuts = planPieces(sh, { total, workers, chunkBytes: this.chunkBytes, splitBytes: this.splitBytes });
+      if (cuts.length > 1 && this.store) {
+        if ((await this.store.stat(sh.key)).complete === sh.bytes) cuts = [[0, sh.blockSha256.length]];
+        else {
+          shared ??= !!this.store.sharedWrites?.((await this.#downloads())?.features ?? writeFeatures());
+          if (!shared) cuts = [[0, sh.blockSha256.length]];
+        }
+      }
+      if (cuts.length > 1) this.counters.splitShards++;
+      // what the pieces of one shard share (see #loadPiece)
+      const download = { sh, pieces: cuts.length, left: cuts.length, running: 0, ready: null, release: null };
+      for (const cut of cuts) items.push({ sh, cut, download });
+    }
+    return items;
+  }
+
+  // One piece of a shard with block hashes (or the whole shard): a
+  // BlockLoader (download.mjs) fetches, verifies and stores its blocks, in a
   // download Worker when there are some (else here); this thread only hands
-  // the verified blocks to the sink, cut at chunkBytes boundaries. No
-  // whole-file hash: the manifest names every block's hash (see BlockLoader).
-  async #fromNetworkBlocks(sh, sink, ps, signal) {
+  // the verified blocks to the sink, cut at chunkBytes boundaries. The first
+  // piece to start takes the blob's lock and looks in the cache once more
+  // (#startBlocks); the last one to end renames the partial file into place
+  // (no whole-file hash: the manifest names every block's hash), checks the
+  // header the engine was given, and lets the lock go. A piece that fails
+  // fails the load (the other pieces are aborted); what verified stays in
+  // the partial file for a resume.
+  async #loadPiece({ sh, cut, download: d }, sink, signal) {
+    const ps = this.progress.shards[sh.index];
+    d.ready ??= this.#startBlocks(d, sink, ps, signal);
+    if (!(await d.ready)) return; // it came from the cache
+    // (after a piece failed: the lock may be let go already)
+    if (d.failed || signal.aborted) throw new AbortError('load aborted');
+    d.running++;
+    try {
+      try {
+        await this.#runPiece(sh, cut, d, sink, ps, signal);
+      } catch (e) {
+        d.failed = true;
+        ps.state = 'error';
+        this.#emit(true);
+        throw await this.#quotaError(e);
+      } finally {
+        d.running--;
+      }
+      if (--d.left > 0) return;
+      if (this.store) await this.store.commit(sh.key);
+      if (d.headerDamaged)
+        throw new HeaderChanged(`${sh.file}: the header given to the engine was damaged (the verified shard differs)`);
+      ps.state = 'done';
+      this.#emit();
+    } finally {
+      if (d.left === 0 || (d.failed && d.running === 0)) d.release?.();
+    }
+  }
+
+  // The start of a shard's download by pieces: the blob's lock held (kept
+  // until the last piece ends), the cache checked again. Resolves to false
+  // when the shard came from the cache, else true, with d.known: the bytes
+  // its partial file holds now, which the pieces check again (the file is
+  // not theirs to cut: a file longer than the shard is deleted here).
+  async #startBlocks(d, sink, ps, signal) {
+    const { sh } = d;
+    if (this.store) {
+      d.release = await this.#hold(sh.key);
+      if (await this.#cached(sh, sink, ps, signal)) {
+        d.release();
+        return false;
+      }
+      let st = await this.store.stat(sh.key);
+      if (st.partial > sh.bytes) {
+        await this.store.delete(sh.key);
+        st = await this.store.stat(sh.key);
+      }
+      d.known = st.partial;
+    }
     ps.source = 'network';
     ps.state = 'downloading';
     ps.attempts = 1;
     ps.done = 0;
-    const headerHash = sh.givenHeader ? await newSha256() : null;
+    return true;
+  }
+
+  async #runPiece(sh, [first, end], d, sink, ps, signal) {
+    const parts = sh.givenHeader?.parts;
+    // each piece's blocks arrive in order: its own aligner (pieces start at
+    // chunkBytes multiples, see planPieces)
     const align = new ChunkAligner(this.chunkBytes, sh.bytes, (chunk, at) => this.#dispatch(sh, sink, at, chunk));
     const block = async (u8, at, fromStore) => {
-      if (headerHash && at < sh.givenHeader.bytes) headerHash.update(u8.subarray(0, Math.min(u8.length, sh.givenHeader.bytes - at)));
+      // (blocks that hold what the engine was given unverified: compared)
+      const part = parts?.find((x) => x.at === at);
+      if (part && (await newSha256()).update(u8.subarray(0, part.length)).digestHex() !== part.sha256) d.headerDamaged = true;
       // bytes from the partial file, but not those this load fetched moments ago (the header)
       const f = sh.fetched;
       const fresh = f ? Math.max(0, Math.min(at + fromStore, f.to) - Math.max(at, f.from)) : 0;
       this.counters.cacheBytes += fromStore - fresh;
       await align.push(u8, at);
-      ps.done = at + u8.length;
+      ps.done += u8.length;
       ps.state = 'downloading';
       this.#emit();
     };
@@ -666,65 +807,69 @@ export class StreamWeightManager {
       ps.state = 'retrying';
       this.#emit(true);
     };
-    // without a store, the header's bytes (fetched for the engine) start the download
+    // the bytes fetched for the engine without a place in the partial file
+    // (sh.prefix) start the first piece's download
+    const prefix = first === 0 ? sh.prefix : null;
+    if (first === 0) sh.prefix = null;
     const job = {
       file: sh.file, url: sh.url, bytes: sh.bytes, key: sh.key, blockBytes: sh.blockBytes, blockSha256: sh.blockSha256,
-      prefix: sh.prefix ? { at: 0, bytes: sh.prefix } : null,
+      first, end, known: d.known ?? 0, shared: d.pieces > 1,
+      prefix: prefix ? { at: 0, bytes: prefix } : null,
     };
-    sh.prefix = null;
-    try {
-      const pool = await this.#downloads();
-      if (pool) {
-        const options = {
-          store: this.store ? this.store.workerSpec() : null, retries: this.retries, backoffMs: this.backoffMs,
-          maxBackoffMs: this.maxBackoffMs, stallMs: this.stallMs, integrityAttempts: this.integrityAttempts,
-        };
-        const counters = (d) => { for (const k of Object.keys(d)) this.counters[k] += d[k]; };
-        await pool.run(job, options, { block, counters, retry: onRetry }, signal);
-      } else {
-        // the same loader on this thread; blocks reach the sink in order
-        let queue = Promise.resolve();
-        let sinkError = null;
-        const deliver = (u8, at, fromStore) => {
-          const p = queue.then(() => {
-            if (sinkError) throw sinkError;
-            return block(u8, at, fromStore);
-          });
-          queue = p.then(() => {}, (e) => { sinkError ??= e; });
-          return p.then(() => u8.buffer);
-        };
-        // (fewer block buffers than in a Worker: these are this thread's memory)
-        const loader = new BlockLoader(this.net, { store: this.store, integrityAttempts: this.integrityAttempts, onRetry, slotBytes: 8 << 20 });
-        await loader.run(job, deliver, signal);
-        await queue;
-        if (sinkError) throw sinkError;
-      }
-      await align.flush();
-    } catch (e) {
-      ps.state = 'error';
-      this.#emit(true);
-      throw await this.#quotaError(e);
+    const pool = await this.#downloads();
+    if (pool) {
+      const options = {
+        store: this.store ? this.store.workerSpec() : null, retries: this.retries, backoffMs: this.backoffMs,
+        maxBackoffMs: this.maxBackoffMs, stallMs: this.stallMs, integrityAttempts: this.integrityAttempts,
+      };
+      const counters = (delta) => { for (const k of Object.keys(delta)) this.counters[k] += delta[k]; };
+      await pool.run(job, options, { block, counters, retry: onRetry }, signal);
+    } else {
+      // the same loader on this thread; blocks reach the sink in order
+      let queue = Promise.resolve();
+      let sinkError = null;
+      const deliver = (u8, at, fromStore) => {
+        const p = queue.then(() => {
+          if (sinkError) throw sinkError;
+          return block(u8, at, fromStore);
+        });
+        queue = p.then(() => {}, (e) => { sinkError ??= e; });
+        return p.then(() => u8.buffer);
+      };
+      // (fewer block buffers than in a Worker: these are this thread's memory)
+      const loader = new BlockLoader(this.net, { store: this.store, integrityAttempts: this.integrityAttempts, onRetry, slotBytes: 8 << 20 });
+      await loader.run(job, deliver, signal);
+      await queue;
+      if (sinkError) throw sinkError;
     }
-    if (headerHash && headerHash.digestHex() !== sh.givenHeader.sha256)
-      throw new HeaderChanged(`${sh.file}: the header given to the engine was damaged (the verified shard differs)`);
-    ps.state = 'done';
-    this.#emit();
+    await align.flush();
+  }
+
+  // The download Workers to use (0: downloads on this thread): by default
+  // one per core beyond the one this thread needs, at most `concurrency`.
+  // None with a fetch function of the caller or a store that cannot be
+  // opened in a Worker.
+  async #workerCount() {
+    if (this.customFetch || (this.store && !this.store.workerSpec?.())) return 0;
+    if (this.downloadWorkers === null) this.downloadWorkers = Math.max(0, Math.min(this.concurrency, (await coreCount()) - 1));
+    return Math.max(0, this.downloadWorkers);
   }
 
   // The download Workers, started when the first shard with block hashes
-  // comes from the network: by default one per core beyond the one this
-  // thread needs, at most one per concurrent shard. None (downloads on this
-  // thread) with a fetch function of the caller or a store that cannot be
-  // opened in a Worker.
+  // comes from the network (or before, see #prestartDownloads), at most one
+  // per piece the load may have.
   async #downloads() {
-    if (this.customFetch || (this.store && !this.store.workerSpec?.())) return null;
-    if (this.downloadWorkers === null) this.downloadWorkers = Math.max(0, Math.min(this.concurrency, (await coreCount()) - 1));
-    if (this.downloadWorkers <= 0) return null;
-    const shards = this.shards.filter((s) => s.blockSha256).length;
-    this.downloadPool ??= DownloadPool.create(Math.min(this.downloadWorkers, shards)).then((pool) => {
-      this.counters.downloadWorkers = pool ? pool.workers.length : 0;
-      return pool;
-    });
+    const workers = await this.#workerCount();
+    if (workers === 0) return null;
+    if (!this.downloadPool) {
+      const total = this.shards.reduce((n, s) => n + s.bytes, 0);
+      const pieces = this.shards.reduce((n, s) => n + (s.blockSha256
+        ? planPieces(s, { total, workers, chunkBytes: this.chunkBytes, splitBytes: this.splitBytes }).length : 0), 0);
+      this.downloadPool = DownloadPool.create(Math.min(workers, pieces)).then((pool) => {
+        this.counters.downloadWorkers = pool ? pool.workers.length : 0;
+        return pool;
+      });
+    }
     return this.downloadPool;
   }
 
@@ -796,7 +941,7 @@ export class StreamWeightManager {
         const got = await hash.digestHex();
         if (sh.sha256 === null || got === sh.sha256) {
           if (w) await w.commit();
-          if (headerHash && headerHash.digestHex() !== sh.givenHeader.sha256)
+          if (headerHash && headerHash.digestHex() !== sh.givenHeader.parts[0].sha256)
             throw new HeaderChanged(`${sh.file}: the header given to the engine was damaged (the verified shard differs)`);
           ps.state = 'done';
           this.#emit();
@@ -942,9 +1087,22 @@ export class StreamWeightManager {
   // Runs fn holding the Web Lock of a blob (browsers): two tabs never write
   // the same partial file; the second finds the shard done. Node: no locks.
   async #locked(key, fn) {
+    const release = await this.#hold(key);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  // Takes the Web Lock of a blob; resolves to the function that lets it go
+  // (which may be called again; Node: no locks, a no-op).
+  async #hold(key) {
     const locks = globalThis.navigator?.locks;
-    if (!locks) return fn();
-    return locks.request(`stream-llm-blob-${key}`, fn);
+    if (!locks) return () => {};
+    return new Promise((granted, refused) => {
+      locks.request(`stream-llm-blob-${key}`, () => new Promise((release) => granted(release))).catch(refused);
+    });
   }
 
   // ---- on-demand reads ----
@@ -1032,6 +1190,54 @@ export class StreamWeightManager {
 class HeaderChanged extends Error {}
 
 function sameKeys(a, b) { return Array.isArray(a) && a.length === b.length && a.every((k, i) => k === b[i]); }
+
+// What the engine was given of a shard's first bytes before they were
+// verified: { bytes, parts: [{ at, length, sha256 }] }, the SHA-256 of the
+// bytes given in each block (blockBytes; null: one part), compared with the
+// verified bytes of that block when it arrives, in whatever order.
+async function headerParts(bytes, blockBytes) {
+  const parts = [];
+  const step = blockBytes ?? bytes.length;
+  for (let at = 0; at < bytes.length; at += step) {
+    const part = bytes.subarray(at, Math.min(bytes.length, at + step));
+    parts.push({ at, length: part.length, sha256: (await newSha256()).update(part).digestHex() });
+  }
+  return { bytes: bytes.length, parts };
+}
+
+const gcd = (a, b) => (b === 0 ? a : gcd(b, a % b));
+
+// The pieces of a shard with block hashes, downloaded in parallel (each by
+// its own Range requests in its own Worker job): [[firstBlock, endBlock], ...],
+// one piece for a shard that is not split. The rule (splitBytes null): with
+// `workers` download Workers sharing `total` bytes, one Worker streams a
+// shard at a fraction of the rate of all of them (its CPU: HTTP, SHA-256,
+// store writes), so a shard much larger than the others (e.g. Llama-3.2-1B's
+// 215 MB token embedding among 34 MB layer shards) would finish long after
+// them. A shard larger than total / (2 x workers) bytes (half a Worker's
+// share; at least MIN_PIECE: a Range request and a Worker job cost little,
+// but not nothing) is cut into pieces no larger than that, at most one per
+// Worker: then no piece keeps a Worker busy much after the others.
+// splitBytes 0: never split; N: pieces of at most about N bytes (tests).
+// Cuts fall on multiples of both the block and chunkBytes (the sink's
+// pieces end at chunkBytes multiples), so a shard too small for two such
+// units is not split.
+const MIN_PIECE = 16 * MiB;
+export function planPieces(sh, { total, workers, chunkBytes, splitBytes = null }) {
+  const n = Math.ceil(sh.bytes / sh.blockBytes);
+  const whole = [[0, n]];
+  let pieces;
+  if (splitBytes === 0 || (splitBytes === null && workers < 2)) return whole;
+  if (splitBytes === null) pieces = Math.min(workers, Math.ceil(sh.bytes / Math.max(MIN_PIECE, total / (2 * workers))));
+  else pieces = Math.ceil(sh.bytes / splitBytes);
+  const unit = (sh.blockBytes / gcd(sh.blockBytes, chunkBytes)) * chunkBytes; // lcm, in bytes
+  const units = Math.ceil(sh.bytes / unit);
+  pieces = Math.min(pieces, units);
+  if (!(pieces >= 2)) return whole;
+  const blocksPerUnit = unit / sh.blockBytes;
+  const cut = (i) => Math.min(n, Math.floor((i * units) / pieces) * blocksPerUnit);
+  return Array.from({ length: pieces }, (_, i) => [cut(i), cut(i + 1)]);
+}
 
 // Gathers small network chunks into chunkBytes pieces (fewer, larger store
 // writes and sink calls); two buffers, so that one fills while the other's
