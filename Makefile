@@ -47,9 +47,11 @@ $(TOOLS_LIB): $(NATIVE_OBJ)
 $(CLI): $(CLI_OBJ) $(TOOLS_LIB) $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(CLI_OBJ) $(TOOLS_LIB) $(LIB) $(NATIVE_LIBS) $(LDLIBS) -o $@
 
+# (-MMD: some tests #include the sources they test, e.g. the GPU backend's)
 $(BUILD)/tests/%: tests/%.c $(TOOLS_LIB) $(LIB) tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) $< $(TOOLS_LIB) $(LIB) $(NATIVE_LIBS) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests -MMD -MP -MF $@.d $(LDFLAGS) $< $(TOOLS_LIB) $(LIB) $(NATIVE_LIBS) $(LDLIBS) -o $@
+-include $(TEST_BIN:=.d)
 
 tests: all $(TEST_BIN)
 
