@@ -172,11 +172,13 @@ static int connect_server(void) {
     return fd;
 }
 
-/* Checks every answer in buf[0..len): HTTP status lines, no 500, nothing secret. */
-static void check_answers(const char *buf, size_t len) {
+/* Checks every answer in buf[0..len): HTTP status lines, no 500, nothing
+ * secret (unless the request itself carried it: a CORS preflight's answer
+ * names the headers it asked for). */
+static void check_answers(const char *buf, size_t len, bool secret_sent) {
     if (len == 0) return; /* closed without an answer (refused before a request) */
     REQUIRE(len >= 12 && (memcmp(buf, "HTTP/1.1 ", 9) == 0 || memcmp(buf, "HTTP/1.0 ", 9) == 0));
-    REQUIRE(!memmem(buf, len, SECRET, sizeof SECRET - 1));
+    REQUIRE(secret_sent || !memmem(buf, len, SECRET, sizeof SECRET - 1));
     REQUIRE(!memmem(buf, len, "root:x:", 7));
     for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf), "HTTP/1.1 5", 10)) != NULL; p++)
         REQUIRE(memcmp(p, "HTTP/1.1 500", 12) != 0);
@@ -197,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (w <= 0) break; /* the server may close early (a refused request) */
         sent += (size_t)w;
     }
+    const bool secret_sent = memmem(req, len, SECRET, sizeof SECRET - 1) != NULL;
     free(req);
     shutdown(fd, SHUT_WR);
     /* Read until the server closes, or until it has been quiet for QUIET_MS:
@@ -215,7 +218,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r <= 0) break;
         got += (size_t)r;
     }
-    check_answers(buf, got);
+    check_answers(buf, got, secret_sent);
     free(buf);
     /* close without TIME_WAIT (a reset): thousands of connections a second */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
