@@ -2,7 +2,9 @@
 // bench/gpu.mjs - speed of the WebGPU engine (Dawn in Node), in the style of
 // llama-bench: ppN evaluates N tokens as one batch, tgN generates N tokens
 // one at a time (each step reads its logits back, as generation does), both
-// from an empty cache; one warm-up run, then -r runs, medians. Also the
+// from an empty cache; one warm-up run, then -r runs, medians. tgN-greedy:
+// greedy generation with the argmax on the GPU, a step in flight
+// (Engine.greedySteps: only ids come back; what temperature 0 runs). Also the
 // device's copy bandwidth (a WGSL vec4 copy kernel, bytes read + written)
 // and the decode floor: weight bytes read per token / that bandwidth.
 //
@@ -130,16 +132,29 @@ async function once(tg, n) {
   return n / s;
 }
 
+// greedy generation with the argmax on the GPU, a step ahead
+// (Engine.greedySteps): only the ids come back, not the logits
+async function onceGreedy(n) {
+  engine.truncate(0);
+  const t0 = performance.now();
+  let k = 0;
+  for await (const id of engine.greedySteps(toks[0], n)) k += id >= 0;
+  if (k !== n) throw new Error(`greedy: ${k} of ${n} ids`);
+  return n / ((performance.now() - t0) / 1000);
+}
+
 const results = {};
-for (const [name, tg, n] of [[`pp${opt.p}`, false, opt.p], [`tg${opt.n}`, true, opt.n]]) {
+let lastDispatches = null;
+for (const [name, run, n] of [[`pp${opt.p}`, (k) => once(false, k), opt.p], [`tg${opt.n}`, (k) => once(true, k), opt.n],
+  [`tg${opt.n}-greedy`, onceGreedy, engine.backend.greedy ? opt.n : 0]]) {
   if (n <= 0) continue;
   process.stderr.write(`${name}...\n`);
-  await once(tg, n); // warm-up: kernels compiled, programs recorded
+  await run(n); // warm-up: kernels compiled, programs recorded
   const runs = [];
-  for (let r = 0; r < opt.r; r++) runs.push(await once(tg, n));
+  for (let r = 0; r < opt.r; r++) runs.push(await run(n));
   results[name] = { median: median(runs), runs };
+  if (name === `tg${opt.n}`) lastDispatches = engine.backend.lastDispatches?.() ?? null;
 }
-const lastDispatches = engine.backend.lastDispatches?.() ?? null;
 const bandwidth = await copyBandwidth(factory.device);
 // weights a decode step reads: every matrix the plan holds (an untied
 // embedding counts too, though a step reads only its rows: the floor errs low)

@@ -9,7 +9,9 @@
 # kept for later runs), runs bench/gpu.mjs (ppN, tgN: medians of -r runs
 # after a warm-up; copy bandwidth and decode floor) and, with --peer,
 # `llama-bench -m FILE -p N -n N -r R -fa 1` on the same file; then prints
-# one table: ours, the peer's, the ratios, and tg as a share of the floor.
+# one table: ours, the peer's, the ratios, our greedy generation with the
+# argmax on the GPU (ids only come back: what temperature 0 runs; the peer's
+# tg reads logits), and tg as a share of the floor.
 # --tiny: the 'tiny' shape, few tokens, no peer: what CI runs on SwiftShader
 # so the script cannot rot. Build llama.cpp yourself (never commit it).
 # $STREAMLLM (default build/streamllm), $NODE (default node) and $WASM
@@ -48,18 +50,21 @@ for m in $models; do
     ours=$("$NODE" bench/gpu.mjs -m "$f" -p "$p" -n "$n" -r "$r" --json "${extra[@]}")
     pp=$(printf '%s' "$ours" | "$NODE" -e "const o=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(o.results['pp$p'].median.toFixed(1))")
     tg=$(printf '%s' "$ours" | "$NODE" -e "const o=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(o.results['tg$n'].median.toFixed(1))")
+    # greedy generation with the argmax on the GPU (ids only; "-" where the backend cannot)
+    tgg=$(printf '%s' "$ours" | "$NODE" -e "const o=JSON.parse(require('fs').readFileSync(0,'utf8'));const g=o.results['tg$n-greedy'];console.log(g?g.median.toFixed(1):'-')")
     floor=$(printf '%s' "$ours" | "$NODE" -e "const o=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(o.floorTps.toFixed(0)+' t/s ('+(o.bandwidth/1e9).toPrecision(3)+' GB/s)')")
     ofloor=$(printf '%s' "$ours" | "$NODE" -e "const o=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log((100*o.ofFloor).toFixed(1)+'%')")
-    ppeer="-" tpeer="-" rpp="-" rtg="-"
+    ppeer="-" tpeer="-" rpp="-" rtg="-" rtgg="-"
     if [ -n "$peer" ]; then
         json=$("$peer" -m "$f" -p "$p" -n "$n" -r "$r" -fa 1 -o json 2>/dev/null)
         ppeer=$(printf '%s' "$json" | "$NODE" -e "const a=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(a.find(x=>x.n_prompt>0).avg_ts.toFixed(1))")
         tpeer=$(printf '%s' "$json" | "$NODE" -e "const a=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(a.find(x=>x.n_gen>0).avg_ts.toFixed(1))")
         rpp=$(awk -v a="$pp" -v b="$ppeer" 'BEGIN { printf "%.2fx", a / b }')
         rtg=$(awk -v a="$tg" -v b="$tpeer" 'BEGIN { printf "%.2fx", a / b }')
+        [ "$tgg" = "-" ] || rtgg=$(awk -v a="$tgg" -v b="$tpeer" 'BEGIN { printf "%.2fx", a / b }')
     fi
-    rows+=("| $shape $type | $pp | $ppeer | $rpp | $tg | $tpeer | $rtg | $floor | $ofloor |")
+    rows+=("| $shape $type | $pp | $ppeer | $rpp | $tg | $tpeer | $rtg | $tgg | $rtgg | $floor | $ofloor |")
 done
-echo "| model | pp$p ours | pp$p peer | ratio | tg$n ours | tg$n peer | ratio | decode floor | tg of floor |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| model | pp$p ours | pp$p peer | ratio | tg$n ours | tg$n peer | ratio | tg$n greedy, GPU argmax | ratio | decode floor | tg of floor |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -29,7 +29,8 @@ typedef struct op_list {
     int n, cap;
 } op_list;
 
-enum { PROG_DECODE, PROG_PREFILL_NONE, PROG_PREFILL_LAST, PROG_PREFILL_ALL };
+/* PROG_GREEDY: a decode step, then the argmax of its logits on the GPU */
+enum { PROG_DECODE, PROG_PREFILL_NONE, PROG_PREFILL_LAST, PROG_PREFILL_ALL, PROG_GREEDY };
 
 /* A recorded program: segment `seg` of a step of this kind and shape.
  * Segment 0 is the embedding and the resident layers; segment k >= 1 is
@@ -53,7 +54,7 @@ struct sl_gpu_engine {
     uint64_t *uploaded;     /* bytes uploaded per plan tensor */
     pipeline *pipes;
     int n_pipes, cap_pipes;
-    op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm;
+    op_list embed, dec_layers, pre_layers, final_norm, out_mv, out_mm, argmax;
     int *dec_start, *pre_start; /* [n_layer + 1]: first op of each layer in dec_layers / pre_layers */
     bool fused;             /* decode runs the fused kernels (fused_decode_ok) */
     program *progs;
@@ -76,6 +77,9 @@ struct sl_gpu_engine {
      * of block groups cut by upload pieces; scratch for the permutation */
     sl_gpu_relayout *relayout;
     unsigned char *scratch;
+    /* greedy decoding: whether each id read-back slot waits for greedy_end;
+     * whether the tokens buffer holds the id the last greedy step chose */
+    bool greedy_pending[2], greedy_chained;
 };
 
 /* Scratch for permuting weights: runs of up to half of it are written at once. */
@@ -438,6 +442,12 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
         add_matrix(e, &e->out_mm, SL_GK_MATMUL, out, bnd_act(e, 2, SL_ACT_XB_OUT),
                    bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err))
         return -1;
+    /* greedy: the argmax of the decode step's logits into tokens[0] */
+    const uint32_t V = (uint32_t)e->m->hp.n_vocab, parts = sl_gpu_argmax_parts(V);
+    sl_gpu_kernel_desc ap = {.kernel = SL_GK_ARGMAX_PART, .n = V}, af = {.kernel = SL_GK_ARGMAX_FINAL, .n = parts};
+    wg_binding bp[2] = {bnd(e, 1, p->buf_logits, 0, (uint64_t)V * 4), bnd_whole(e, 2, p->buf_argmax)};
+    wg_binding bf[2] = {bnd_whole(e, 1, p->buf_argmax), bnd(e, 2, p->buf_tokens, 0, 4)};
+    if (add_op(e, &e->argmax, &ap, bp, 2, err) || add_op(e, &e->argmax, &af, bf, 2, err)) return -1;
     return 0;
 }
 
@@ -480,8 +490,9 @@ static const program *get_program(sl_gpu_engine *e, int kind, int seg, uint32_t 
         return NULL;
     }
     int count = 0;
-    const op_list *layers = kind == PROG_DECODE ? &e->dec_layers : &e->pre_layers;
-    const int *start = kind == PROG_DECODE ? e->dec_start : e->pre_start;
+    const bool decode = kind == PROG_DECODE || kind == PROG_GREEDY;
+    const op_list *layers = decode ? &e->dec_layers : &e->pre_layers;
+    const int *start = decode ? e->dec_start : e->pre_start;
     const int R = e->plan->n_resident;
     if (seg == 0) record_list(e, h, &e->embed, 0, e->embed.n, n_cap, n_splits, &count);
     if (seg == 0) record_list(e, h, layers, start[0], start[R], n_cap, n_splits, &count);
@@ -490,6 +501,7 @@ static const program *get_program(sl_gpu_engine *e, int kind, int seg, uint32_t 
         const op_list *head = kind == PROG_PREFILL_ALL ? &e->out_mm : kind == PROG_PREFILL_NONE ? NULL : &e->out_mv;
         if (head == &e->out_mm) record_list(e, h, &e->final_norm, 0, e->final_norm.n, n_cap, n_splits, &count);
         if (head) record_list(e, h, head, 0, head->n, n_cap, n_splits, &count);
+        if (kind == PROG_GREEDY) record_list(e, h, &e->argmax, 0, e->argmax.n, n_cap, n_splits, &count);
     }
     e->progs[e->n_progs] = (program){kind, seg, n_cap, n_splits, h, count};
     return &e->progs[e->n_progs++];
@@ -573,7 +585,7 @@ static void free_list(op_list *l) {
 
 void sl_gpu_engine_free(sl_gpu_engine *e) {
     if (!e) return;
-    op_list *lists[] = {&e->embed, &e->dec_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm};
+    op_list *lists[] = {&e->embed, &e->dec_layers, &e->pre_layers, &e->final_norm, &e->out_mv, &e->out_mm, &e->argmax};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) free_list(lists[i]);
     for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
     free(e->progs);
@@ -608,7 +620,10 @@ int64_t sl_gpu_pending_floats(const sl_gpu_engine *e) { return e->pending_bytes 
 
 void sl_gpu_truncate(sl_gpu_engine *e, int32_t n_keep) {
     if (n_keep < 0) n_keep = 0;
-    if (n_keep < e->n_past) e->n_past = n_keep;
+    if (n_keep < e->n_past) {
+        e->n_past = n_keep;
+        e->greedy_chained = false; /* the id on the GPU followed a dropped token */
+    }
 }
 
 /* ---- uploads ------------------------------------------------------------- */
@@ -828,6 +843,7 @@ int sl_gpu_eval_begin(sl_gpu_engine *e, const int32_t *tokens, int32_t n, bool a
         e->tok_cap = n;
     }
     memcpy(e->tok, tokens, (size_t)n * sizeof *tokens);
+    e->greedy_chained = false; /* the tokens buffer gets these ids */
     e->n_tok = n;
     e->done = 0;
     e->seg = 0;
@@ -881,4 +897,60 @@ int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err) {
         return device_error(err);
     }
     return 0;
+}
+
+/* ---- greedy decoding on the GPU ----------------------------------------- */
+
+int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const int32_t V = e->m->hp.n_vocab;
+    if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
+    if (e->active || e->pending_bytes) return sl_err(err, "an evaluation is in progress");
+    if (slot < 0 || slot > 1) return sl_err(err, "greedy read-back slot %d (0 or 1)", slot);
+    if (e->greedy_pending[slot]) return sl_err(err, "greedy read-back slot %d is still pending", slot);
+    if (n_segments(p) != 1) return sl_err(err, "greedy decoding on the GPU needs the whole model resident");
+    if (token >= V || (token < 0 && !e->greedy_chained))
+        return sl_err(err, token < 0 ? "no greedy step left a token on the GPU" : "token id %d is out of range [0, %d)",
+                      token, V);
+    if (e->n_past + 1 > p->n_ctx)
+        return sl_err(err, "context overflow: %d tokens in the cache + 1 new exceed the context of %d (use --ctx)",
+                      e->n_past, p->n_ctx);
+    if (sl_gpu_check_uploaded(e, err)) return -1;
+    if (token >= 0) {
+        uint32_t id = (uint32_t)token;
+        wg_buffer_write(e->bufs[p->buf_tokens], 0, &id, 4);
+    }
+    uint32_t n_kv = (uint32_t)e->n_past + 1;
+    uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
+    uint32_t step[4] = {1, (uint32_t)e->n_past, n_kv, 0};
+    wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
+    const program *pr = get_program(e, PROG_GREEDY, 0, 1, pow2_at_least(need, (uint32_t)p->n_splits), err);
+    if (!pr) return -1;
+    if (wg_program_run(pr->handle, e->bufs[p->buf_tokens], 0, 4, e->bufs[p->buf_greedy[slot]]) != 0) {
+        e->broken = true;
+        return device_error(err);
+    }
+    e->last_dispatches = pr->n_dispatches;
+    e->n_past++;
+    e->greedy_pending[slot] = true;
+    e->greedy_chained = true;
+    return 0;
+}
+
+bool sl_gpu_greedy_ok(const sl_gpu_engine *e) { return n_segments(e->plan) == 1; }
+
+int32_t sl_gpu_greedy_staging(const sl_gpu_engine *e, int slot) {
+    return slot == 0 || slot == 1 ? e->bufs[e->plan->buf_greedy[slot]] : 0;
+}
+
+int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err) {
+    if (slot < 0 || slot > 1 || !e->greedy_pending[slot]) return sl_err(err, "no greedy step pending in slot %d", slot);
+    e->greedy_pending[slot] = false;
+    uint32_t id = 0;
+    if (wg_read_mapped(e->bufs[e->plan->buf_greedy[slot]], &id, 4) != 0) {
+        e->broken = true;
+        return device_error(err);
+    }
+    if (id >= (uint32_t)e->m->hp.n_vocab) return sl_err(err, "internal: the GPU chose id %u", id);
+    return (int32_t)id;
 }

@@ -74,6 +74,20 @@ int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err);
 /* Floats eval_end will write (0 when nothing is pending). */
 int64_t sl_gpu_pending_floats(const sl_gpu_engine *e);
 
+/* Greedy decoding on the GPU (whole model resident): a decode step of
+ * `token` (>= 0), or (-1) of the id the previous greedy step chose, whose
+ * argmax is taken on the GPU too; that id becomes the next step's input there
+ * and is read back (4 bytes) into read-back slot `slot` (0 or 1). So the host
+ * submits step n + 1 before it reads step n's id: the GPU does not wait for
+ * the host between tokens. greedy_staging gives the slot's bridge buffer (the
+ * host awaits its read-back), greedy_end its id. Stopping after step n with
+ * step n + 1 in flight: greedy_end it too, and truncate to drop its token. */
+int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err);
+int32_t sl_gpu_greedy_staging(const sl_gpu_engine *e, int slot);
+int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err);
+/* Whether greedy_begin can run (the whole model resident). */
+bool sl_gpu_greedy_ok(const sl_gpu_engine *e);
+
 /* Programs recorded so far and dispatches in the last one run (for tests). */
 int sl_gpu_n_programs(const sl_gpu_engine *e);
 int sl_gpu_last_dispatches(const sl_gpu_engine *e);

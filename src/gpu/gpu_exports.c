@@ -9,9 +9,9 @@
  *       refuses plans that exceed it, or with on_demand != 0 streams the
  *       layers that do not fit; max_binding > 0 lowers the binding limit;
  *       kv_f16 != 0: f16 K/V caches if the device has shader-f16;
- *       layouts: 0 the default GPU layouts (Q4_0, Q8_0), 1 none (weights as stored), 2 all (kernels.h);
+ *       layouts: 0 the default GPU layouts (Q4_0, Q8_0; all with int8), 1 none (weights as stored), 2 all (kernels.h);
  *       mv_*: mat-vec tuning, 0 for the defaults; int8 != 0: int8 token for
- *       Q4_0/Q8_0 mat-vecs where WGSL has dot4I8Packed (gpu/kernels.h)
+ *       mat-vecs of matrices in a layout where WGSL has dot4I8Packed (gpu/kernels.h)
  *   gpu_free(e)
  *   gpu_plan_bytes(e) -> f64, gpu_plan_summary(e) -> text, gpu_plan_json(e) -> text
  *   gpu_upload_model(e)                 every tensor from the model's host data
@@ -20,6 +20,8 @@
  *   gpu_eval_wants_layer(e) >= 0: upload that layer's tensors, then
  *   gpu_eval_continue(e) (gpu_eval_cancel(e) gives up); then after
  *   `await bridge.settle()`: gpu_eval_end(e, logits)
+ *   gpu_greedy_ok(e); gpu_greedy_begin(e, token or -1, slot); after awaiting the read-back of
+ *   gpu_greedy_staging(e, slot): gpu_greedy_end(e, slot) -> id (gpu/gpu.h)
  *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep), gpu_last_dispatches(e)
  *   gpu_ktest_begin(..., kv_f16, layouts, piece, pieces_reversed, mv_rows, mv_units, mv_min_wgs,
  *   norm, int8) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
@@ -133,6 +135,19 @@ SL_EXPORT("gpu_eval_cancel") void wasm_gpu_eval_cancel(sl_gpu_engine *e) {
 SL_EXPORT("gpu_eval_end") int32_t wasm_gpu_eval_end(sl_gpu_engine *e, float *logits) {
     if (!e) return sl_err(sl_wasm_err(), "gpu_eval_end: no engine");
     return sl_gpu_eval_end(e, logits, sl_wasm_err());
+}
+
+SL_EXPORT("gpu_greedy_begin") int32_t wasm_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int32_t slot) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_greedy_begin: no engine");
+    return sl_gpu_greedy_begin(e, token, slot, sl_wasm_err());
+}
+SL_EXPORT("gpu_greedy_ok") int32_t wasm_gpu_greedy_ok(const sl_gpu_engine *e) { return e && sl_gpu_greedy_ok(e); }
+SL_EXPORT("gpu_greedy_staging") int32_t wasm_gpu_greedy_staging(const sl_gpu_engine *e, int32_t slot) {
+    return e ? sl_gpu_greedy_staging(e, slot) : 0;
+}
+SL_EXPORT("gpu_greedy_end") int32_t wasm_gpu_greedy_end(sl_gpu_engine *e, int32_t slot) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_greedy_end: no engine");
+    return sl_gpu_greedy_end(e, slot, sl_wasm_err());
 }
 
 SL_EXPORT("gpu_n_ctx") int32_t wasm_gpu_n_ctx(const sl_gpu_engine *e) { return e ? sl_gpu_n_ctx(e) : 0; }

@@ -28,6 +28,8 @@
  *   QKV             1 arena rw (X in, Q out), 2 vectors r (norm, biases), 3 Wq r, 4 Wk r, 5 Wv r,
  *                   6 K cache rw, 7 V cache rw, 8 rope r
  *   FFN_IN          1 arena rw (X in, silu(gate)*up out), 2 vectors r (norm), 3 Wgate r, 4 Wup r
+ *   ARGMAX_PART     1 logits r (n floats), 2 partials rw (vec2<u32>: the value's bits, the id)
+ *   ARGMAX_FINAL    1 partials r (n of them), 2 tokens rw (u32: the id at index 0)
  * MATVEC with `norm` reads X un-normed and binds the norm weight at 4.
  * Activation inputs are declared read_write too (they share the arena
  * buffer with the outputs; WebGPU forbids mixing read-only and writable
@@ -51,6 +53,8 @@ typedef enum sl_gpu_kernel {
     SL_GK_ATTN_PREFILL, /* one workgroup per (head, token), causal, online softmax */
     SL_GK_QKV,          /* decode, fused: RMSNorm, Q/K/V mat-vecs (+ biases), RoPE, K/V stored */
     SL_GK_FFN_IN,       /* decode, fused: RMSNorm, gate and up mat-vecs, silu(gate) * up */
+    SL_GK_ARGMAX_PART,  /* greedy sampling: the largest of each 4096 logits (first on ties) */
+    SL_GK_ARGMAX_FINAL, /* the largest of those: the id, into the tokens buffer (the next step's input) */
     SL_GK_COUNT
 } sl_gpu_kernel;
 
@@ -77,7 +81,7 @@ typedef struct sl_gpu_kernel_desc {
     uint32_t cols, rows, row0;
     uint32_t out_stride;        /* floats per row of Y (the whole matrix's rows) */
     sl_gpu_epilogue epilogue;
-    /* RMSNORM */
+    /* RMSNORM; ARGMAX_PART: logits; ARGMAX_FINAL: partials */
     uint32_t n;
     float eps;                  /* RMSNORM, ROPE_* with qk_norm */
     /* ROPE_*, ATTN_* */
@@ -134,6 +138,9 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err);
  * two dimensions under max_per_dim). */
 void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t n_splits,
                         uint32_t max_per_dim, uint32_t grid[3]);
+
+/* Partials of ARGMAX_PART over n logits (its workgroups). */
+uint32_t sl_gpu_argmax_parts(uint32_t n_logits);
 
 /* Number of bindings the kernel declares (including the step uniform). */
 int sl_gpu_kernel_n_bindings(const sl_gpu_kernel_desc *d);

@@ -549,6 +549,45 @@ export class Engine {
     };
   }
 
+  // Whether greedySteps can serve these sampling parameters: greedy (temp
+  // <= 0) without penalties, on a backend that takes the argmax itself.
+  gpuGreedy(sampling = {}) {
+    return !!this.backend.greedy && sampling.temp !== undefined && sampling.temp <= 0 &&
+      (sampling.repeatPenalty ?? 1) === 1 && !sampling.frequencyPenalty && !sampling.presencePenalty;
+  }
+
+  // Greedy decoding with the argmax on the GPU (backend.greedy): evaluates
+  // `id` (the token just chosen) and yields up to `limit` ids, each the
+  // argmax after the previous, while the GPU already evaluates that one: a
+  // step is always in flight, so the GPU never waits for the host between
+  // tokens. The context ends as if step() had followed every id but the last
+  // yielded (the consumer stops at an end-of-generation id without
+  // evaluating it): the step in flight when the consumer stops is dropped.
+  async *greedySteps(id, limit) {
+    if (limit <= 0) return;
+    const b = this.backend;
+    const n0 = this.nPast();
+    const inFlight = []; // read-back slots, oldest first
+    let slot = 0, yielded = 0;
+    const submit = (token) => {
+      b.greedyBegin(token, slot);
+      inFlight.push(slot);
+      slot ^= 1;
+    };
+    try {
+      submit(id);
+      while (yielded < limit) {
+        if (yielded + 1 < limit) submit(-1); // the id the step in flight will choose
+        const next = await b.greedyEnd(inFlight.shift());
+        yielded++;
+        yield next;
+      }
+    } finally {
+      while (inFlight.length) await b.greedyEnd(inFlight.shift());
+      if (this.nPast() > n0 + yielded) this.truncate(n0 + yielded);
+    }
+  }
+
   // Generates after prompt ids (evaluated from the current context): yields
   // { id, bytes } per token (bytes: the UTF-8 text it completes; a final
   // { id: -1, bytes } holds what the detokenizer kept back). Stops at
@@ -563,12 +602,23 @@ export class Engine {
       await this.step(promptIds);
       const t1 = now();
       Object.assign(stats, { nPrompt: promptIds.length, promptSeconds: t1 - t0, nGen: 0, genSeconds: 0 });
+      const gpuGreedy = this.gpuGreedy(sampling);
       for (let n = 0; n < nPredict; n++) {
         const id = smp.sample();
         if (this.isEog(id)) break;
         smp.accept(id);
         stats.nGen = n + 1;
         yield { id, bytes: det.push(id) };
+        if (gpuGreedy) {
+          // the rest with the argmax on the GPU, a step ahead
+          for await (const next of this.greedySteps(id, nPredict - n - 1)) {
+            if (this.isEog(next)) break;
+            smp.accept(next);
+            stats.nGen++;
+            yield { id: next, bytes: det.push(next) };
+          }
+          break;
+        }
         if (n + 1 < nPredict) await this.step([id]);
       }
       stats.genSeconds = now() - t1;

@@ -568,6 +568,10 @@ export class EngineHost {
     let tFirst = null;
     let tPrompt = t0;
     let lastYield = now();
+    // greedy without penalties, the whole model on the GPU: the argmax there,
+    // a step ahead (Engine.greedySteps), once the first token is chosen here
+    const gpuGreedy = e.gpuGreedy(sampling);
+    let greedy = null;
     try {
       for (const t of ids) smp.accept(t);
       const suffix = ids.subarray(keep);
@@ -583,7 +587,7 @@ export class EngineHost {
           finish = 'length';
           break;
         }
-        const tok = smp.sample();
+        const tok = greedy ? (await greedy.next()).value : smp.sample();
         if (e.isEog(tok)) {
           finish = 'stop';
           break;
@@ -599,7 +603,8 @@ export class EngineHost {
           break;
         }
         if (nGen < maxTokens) {
-          await e.step([tok]);
+          if (!gpuGreedy) await e.step([tok]);
+          else greedy ??= e.greedySteps(tok, maxTokens - nGen);
           this.cached.push(tok);
         }
         // without the ring an abort arrives as a message: let messages in
@@ -608,6 +613,11 @@ export class EngineHost {
           await yieldTask();
           lastYield = now();
         }
+      }
+      if (greedy) {
+        // the step in flight is dropped: the cache holds what the context does
+        await greedy.return();
+        this.cached.length = Math.min(this.cached.length, e.nPast());
       }
       if (finish !== 'stop' || !stops.length) {
         const r = filter.push(decoder.decode(det.flush()));
@@ -618,6 +628,7 @@ export class EngineHost {
     } catch (err) {
       // the cache no longer matches what we know: start clean next time
       try {
+        await greedy?.return(); // (its read-backs ended)
         e.truncate(0);
       } catch { /* the engine is broken anyway */ }
       this.cached = [];
