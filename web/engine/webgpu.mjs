@@ -387,7 +387,9 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
     attach(wasmMemory) { memory = wasmMemory; },
     // Waits for the read-back into buffer handle h (others may stay in flight).
     async waitRead(h) {
-      await get(h, 'buffer').mapped;
+      const p = get(h, 'buffer').mapped;
+      await p;
+      pending = pending.filter((x) => x !== p); // (settle() need not wait for it again)
     },
     // Waits for every pending read-back and error report.
     async settle() {
