@@ -513,6 +513,17 @@ static uint32_t pow2_at_least(uint32_t n, uint32_t cap) {
     return b < cap ? b : cap;
 }
 
+/* Writes the step uniform of a batch of nb tokens after the cached ones;
+ * returns the key splits a decode step's attention needs. */
+static uint32_t write_step(sl_gpu_engine *e, uint32_t nb) {
+    const sl_gpu_plan *p = e->plan;
+    uint32_t n_kv = (uint32_t)e->n_past + nb;
+    uint32_t step[4] = {nb, (uint32_t)e->n_past, n_kv, 0};
+    wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
+    uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
+    return pow2_at_least(need, (uint32_t)p->n_splits);
+}
+
 /* ---- engine -------------------------------------------------------------- */
 
 /* The cos/sin table of every (position, pair), computed as the CPU path does. */
@@ -774,18 +785,15 @@ static int advance(sl_gpu_engine *e, bool layer_ready, sl_error *err) {
                       : e->all_logits ? PROG_PREFILL_ALL
                       : nb == 1 ? PROG_DECODE
                                 : PROG_PREFILL_LAST;
-            uint32_t n_kv = (uint32_t)(e->n_past + nb);
-            uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
             e->n_cap = e->kind == PROG_DECODE ? 1 : pow2_at_least((uint32_t)nb, (uint32_t)p->n_batch);
-            e->n_splits = e->kind == PROG_DECODE ? pow2_at_least(need, (uint32_t)p->n_splits) : 0;
+            const uint32_t splits = write_step(e, (uint32_t)nb);
+            e->n_splits = e->kind == PROG_DECODE ? splits : 0;
             uint32_t ids[256];
             for (int32_t i = 0; i < nb; i += 256) {
                 int32_t k = nb - i < 256 ? nb - i : 256;
                 for (int32_t j = 0; j < k; j++) ids[j] = (uint32_t)e->tok[e->done + i + j];
                 wg_buffer_write(e->bufs[p->buf_tokens], (double)i * 4, ids, (uint32_t)k * 4);
             }
-            uint32_t step[4] = {(uint32_t)nb, (uint32_t)e->n_past, n_kv, 0};
-            wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
         } else if (!layer_ready) {
             /* the stream buffers must first hold this segment's layer */
             e->stream_layer = p->n_resident + e->seg - 1;
@@ -920,11 +928,7 @@ int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err
         uint32_t id = (uint32_t)token;
         wg_buffer_write(e->bufs[p->buf_tokens], 0, &id, 4);
     }
-    uint32_t n_kv = (uint32_t)e->n_past + 1;
-    uint32_t need = (n_kv + (uint32_t)p->attn_keys_per_split - 1) / (uint32_t)p->attn_keys_per_split;
-    uint32_t step[4] = {1, (uint32_t)e->n_past, n_kv, 0};
-    wg_buffer_write(e->bufs[p->buf_uniform], 0, step, sizeof step);
-    const program *pr = get_program(e, PROG_GREEDY, 0, 1, pow2_at_least(need, (uint32_t)p->n_splits), err);
+    const program *pr = get_program(e, PROG_GREEDY, 0, 1, write_step(e, 1), err);
     if (!pr) return -1;
     if (wg_program_run(pr->handle, e->bufs[p->buf_tokens], 0, 4, e->bufs[p->buf_greedy[slot]]) != 0) {
         e->broken = true;

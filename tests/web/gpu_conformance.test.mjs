@@ -15,12 +15,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { requireGpu } from './gpu_env.mjs';
 import {
-  CLI, TESTDATA, WASM, hasTestdata, requireTestdata, readIndex, referenceCase, compareWithReference, readF32, summaryText,
+  CLI, TESTDATA, ENGINE_WASM, hasTestdata, requireTestdata, readIndex, referenceCase, compareWithReference, readF32, summaryText,
 } from './refdata.mjs';
 import { Engine } from '../../web/engine/engine.mjs';
 import { webgpuBackend } from '../../web/engine/webgpu.mjs';
 
-const wasmArgs = process.env.STREAMLLM_WASM ? ['--wasm', path.resolve(process.env.STREAMLLM_WASM)] : [];
+const wasmArgs = process.env.STREAMLLM_WASM ? ['--wasm', ENGINE_WASM] : [];
 
 function runCli(args, env = {}) {
   return new Promise((resolve) => {
@@ -60,7 +60,7 @@ if (!hasTestdata()) {
   async function checkDecode(names, backendOptions = {}, label = '') {
     const backend = await webgpuBackend(backendOptions);
     for (const entry of index.filter((e) => names.includes(e.name))) {
-      const engine = await Engine.create({ wasm: process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM,
+      const engine = await Engine.create({ wasm: ENGINE_WASM,
         backend });
       try {
         const c = referenceCase(entry);

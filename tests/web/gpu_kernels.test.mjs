@@ -13,12 +13,12 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { WASM, CLI, requireTestdata, readIndex, referenceCase, readF32, compareRow } from './refdata.mjs';
+import { ENGINE_WASM, CLI, requireTestdata, readIndex, referenceCase, readF32, compareRow } from './refdata.mjs';
 import { requireGpu } from './gpu_env.mjs';
 import { loadEngineModule } from '../../web/engine/wasm.mjs';
 import { requestDevice, createBridge, layoutsCode } from '../../web/engine/webgpu.mjs';
 
-const wasmPath = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
+const wasmPath = ENGINE_WASM;
 
 // sl_gpu_kernel, sl_gpu_epilogue and sl_type ids (src/gpu/kernels.h, src/quant/quant.h).
 const K = { MATVEC: 0, MATMUL: 1, EMBED: 2, RMSNORM: 3, ROPE_Q: 4, ROPE_KV: 5, ATTN_DECODE: 6, ATTN_PREFILL: 8 };

@@ -10,29 +10,20 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { existsSync } from 'node:fs';
 import { requireGpu } from './gpu_env.mjs';
-import { TESTDATA, requireTestdata, WASM } from './refdata.mjs';
+import { TESTDATA, requireTestdata, requireEngineWasm, ENGINE_WASM } from './refdata.mjs';
 import { Engine } from '../../web/engine/engine.mjs';
 import { webgpuBackend } from '../../web/engine/webgpu.mjs';
 import { StreamWeightManager, openStore } from '../../web/engine/weights.mjs';
 import { startServer } from './weights_server.mjs';
 import { tempDir, streamllm, hasStreamllm } from './weights_fixtures.mjs';
 
-const wasm = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
+const wasm = ENGINE_WASM;
 const MODELS = path.join(TESTDATA, 'models');
 const N_CTX = 128;
 const N_GEN = 24;
 
-async function ready(t) {
-  if (!(await requireGpu(t)) || !requireTestdata(t)) return false;
-  if (!existsSync(wasm)) {
-    if (process.env.CI === 'true') throw new Error(`CI=true: ${wasm} absent (make wasm)`);
-    t.skip(`${wasm} absent (make wasm)`);
-    return false;
-  }
-  return true;
-}
+const ready = async (t) => (await requireGpu(t)) && requireTestdata(t) && requireEngineWasm(t);
 
 // A budget with room for half the weights of a resident plan.
 const halfWeights = (plan) => plan.bytes - Math.floor(plan.by_kind.weights / 2);

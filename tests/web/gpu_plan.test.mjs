@@ -6,11 +6,11 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { requireGpu } from './gpu_env.mjs';
-import { TESTDATA, hasTestdata, requireTestdata, WASM } from './refdata.mjs';
+import { TESTDATA, hasTestdata, requireTestdata, ENGINE_WASM } from './refdata.mjs';
 import { Engine } from '../../web/engine/engine.mjs';
 import { webgpuBackend } from '../../web/engine/webgpu.mjs';
 
-const wasm = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
+const wasm = ENGINE_WASM;
 const MODELS = ['stories260K.gguf', 'sv-llama-q4_k_m.gguf', 'sv-qwen2-f32.gguf', 'tiny-llama3-bpe-q4_k_m.gguf'];
 
 async function open(model, options = {}, loadOptions = {}) {

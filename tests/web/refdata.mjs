@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 export const TESTDATA = path.resolve(process.env.STREAMLLM_TESTDATA || '../shared/testdata');
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const WASM = path.join(REPO, 'build/wasm/engine.wasm');
+// The engine under test: $STREAMLLM_WASM, else the build's.
+export const ENGINE_WASM = process.env.STREAMLLM_WASM ? path.resolve(process.env.STREAMLLM_WASM) : WASM;
 export const CLI = path.join(REPO, 'web/cli.mjs');
 
 export const hasTestdata = () => existsSync(path.join(TESTDATA, 'index.tsv'));
@@ -20,6 +22,16 @@ export function requireTestdata(t) {
   if (hasTestdata()) return true;
   const msg = `reference data absent at ${TESTDATA} (set STREAMLLM_TESTDATA)`;
   if (mustHaveTestdata()) throw new Error(`CI=true: ${msg}`);
+  console.error(`SKIP ${msg}`);
+  t.skip(msg);
+  return false;
+}
+
+// The engine under test built: true; else a loud skip (a failure under CI=true).
+export function requireEngineWasm(t) {
+  if (existsSync(ENGINE_WASM)) return true;
+  const msg = `${ENGINE_WASM} absent (make wasm)`;
+  if (process.env.CI === 'true') throw new Error(`CI=true: ${msg}`);
   console.error(`SKIP ${msg}`);
   t.skip(msg);
   return false;

@@ -237,7 +237,7 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       // read-backs not yet done: the GPU has earlier steps to run
       const chunked = readsInFlight === 0;
       // the command buffer recorded ahead for this run, if it reads back the same way
-      const key = `${src}:${offset}:${len}:${staging}:${chunked}`;
+      const key = [src, offset, len, staging, chunked].join(':');
       const cbs = program.next && program.nextKey === key ? program.next : record(program, src, offset, len, st, chunked);
       program.next = null;
       stats.dispatches += program.list.length;
@@ -269,7 +269,7 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
         const t1 = performance.now();
         const [ps, po, pl, pst] = prev;
         program.next = record(program, ps, po, pl, pl > 0 ? get(pst, 'buffer') : null, chunked);
-        program.nextKey = `${ps}:${po}:${pl}:${pst}:${chunked}`;
+        program.nextKey = [ps, po, pl, pst, chunked].join(':');
         stats.preRecordMs += performance.now() - t1;
       }
       return 0;
