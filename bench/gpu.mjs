@@ -24,7 +24,8 @@
 // --profile then loads the model again with GPU timestamps around each
 // step's pass (timestamp-query): its GPU time per decode token against the
 // wall time; and again around every dispatch: the GPU time per decode token
-// by kernel (separate passes add time of their own: a breakdown, not a speed).
+// by kernel (separate passes add time of their own: a breakdown, not a speed),
+// for decode tokens and for a ppN batch.
 import path from 'node:path';
 import { Engine } from '../web/engine/engine.mjs';
 import { median, benchTokens } from './lib.mjs';
@@ -180,11 +181,31 @@ async function profileRun(mode) {
   for (let i = 0; i < opt.n; i++) await pe.step([toks[i]]);
   const wallMs = (performance.now() - t0) / opt.n;
   await pe.backend.bridge.settle();
-  const kernels = Object.entries(stats.kernels).map(([label, v]) => ({ label, usPerToken: v.ns / 1e3 / opt.n, perToken: v.count / opt.n }))
+  const byKernel = (runs) => Object.entries(stats.kernels).map(([label, v]) => ({ label, usPerToken: v.ns / 1e3 / runs, perToken: v.count / runs }))
     .sort((a, b) => b.usPerToken - a.usPerToken);
-  pe.free();
-  return { wallMsPerToken: wallMs, dispatchesPerToken: (stats.dispatches - d0) / opt.n,
+  const kernels = byKernel(opt.n);
+  const decode = { wallMsPerToken: wallMs, dispatchesPerToken: (stats.dispatches - d0) / opt.n,
     gpuUsPerToken: kernels.reduce((n, k) => n + k.usPerToken, 0), kernels };
+  // the same for a ppN batch (per batch, not per token)
+  let prefill = null;
+  if (opt.p > 0) {
+    pe.truncate(0);
+    await pe.step(toks.slice(0, opt.p)); // compile and record
+    await pe.backend.bridge.settle();
+    for (const k of Object.keys(stats.kernels)) delete stats.kernels[k];
+    const pruns = 3;
+    const p0 = performance.now();
+    for (let r = 0; r < pruns; r++) {
+      pe.truncate(0);
+      await pe.step(toks.slice(0, opt.p));
+    }
+    const pWallMs = (performance.now() - p0) / pruns;
+    await pe.backend.bridge.settle();
+    const pk = byKernel(pruns);
+    prefill = { wallMs: pWallMs, gpuUs: pk.reduce((n, k) => n + k.usPerToken, 0), kernels: pk };
+  }
+  pe.free();
+  return { ...decode, prefill };
 }
 let profile = null;
 if (opt.profile) {
@@ -226,6 +247,13 @@ if (opt.json) {
     console.log('| kernel | us per token | dispatches per token | share |');
     console.log('|---|---|---|---|');
     for (const k of profile.kernels) console.log(`| ${k.label} | ${k.usPerToken.toFixed(1)} | ${k.perToken} | ${(100 * k.usPerToken / profile.gpuUsPerToken).toFixed(1)}% |`);
+    const pf = profile.prefill;
+    if (pf) {
+      console.log(`\nprofile of pp${opt.p} (one pass per dispatch): ${(pf.gpuUs / 1e3).toFixed(2)} ms of kernels, ${pf.wallMs.toFixed(2)} ms wall per batch`);
+      console.log('| kernel | us per batch | dispatches per batch | share |');
+      console.log('|---|---|---|---|');
+      for (const k of pf.kernels) console.log(`| ${k.label} | ${k.usPerToken.toFixed(1)} | ${k.perToken} | ${(100 * k.usPerToken / pf.gpuUs).toFixed(1)}% |`);
+    }
   }
 }
 process.exit(0);

@@ -218,12 +218,17 @@ static void test_plan_errors(void) {
 }
 
 /* The engine on the recording bridge. split: a 32 KiB binding limit (every
- * matrix in several chunks) with a short context and small batches. */
+ * matrix in several chunks) with a short context and small batches, the
+ * int8 token and a tuned int8 mat-mul tile (a bad tile is refused). */
 static void run_engine(sl_model *m, const char *what, bool split) {
     wg_native_reset();
     sl_error err;
     const int32_t n_ctx = split ? 32 : 300, n_batch = split ? 8 : 32, n_out = split ? 4 : 16, prompt = split ? 12 : 40;
-    sl_gpu_params params = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .max_binding = split ? 32u << 10 : 0};
+    sl_gpu_params params = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .max_binding = split ? 32u << 10 : 0,
+                            .int8 = split, .mm_tokens = 48};
+    CHECK(sl_gpu_engine_new(m, &params, &err) == NULL && strstr(err.msg, "mat-mul tile"));
+    if (split) params.mm_tokens = 32, params.mm_rows = 64, params.mm_inv_tokens = 2;
+    else params.mm_tokens = 0;
     sl_gpu_engine *e = sl_gpu_engine_new(m, &params, &err);
     CHECKF(e != NULL, "%s: %s", what, err.msg);
     if (!e) return;
@@ -620,6 +625,34 @@ static void test_kernels(void) {
     }
     sl_gpu_kernel_desc bad = {.kernel = SL_GK_MATVEC, .type = SL_TYPE_Q4_0, .cols = 33, .rows = 1};
     CHECK(sl_gpu_kernel_wgsl(&bad, &err) == NULL && strstr(err.msg, "shape"));
+
+    /* the int8 mat-mul: every layout, its tile tuning, its grid */
+    const sl_type lay_types[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    for (int i = 0; i < 4; i++) {
+        sl_gpu_kernel_desc d = {.kernel = SL_GK_MATMUL, .type = lay_types[i], .cols = 512, .rows = 300,
+                                .out_stride = 300, .epilogue = SL_EPI_ADD, .int8_dot = true,
+                                .layouts = SL_GPU_LAYOUTS_ALL};
+        char *src = sl_gpu_kernel_wgsl(&d, &err);
+        CHECKF(src && strstr(src, "dot4I8Packed") && strstr(src, "var<workgroup> XQ"), "int8 mat-mul type %d", i);
+        free(src);
+        uint32_t g[3];
+        sl_gpu_kernel_grid(&d, 130, 0, 65535, g);
+        CHECKF(g[0] == 3 && g[1] == 3, "int8 mat-mul grid %u x %u", g[0], g[1]); /* 128 rows x 64 tokens */
+        d.mm_tokens = 32, d.mm_rows = 64, d.mm_inv_tokens = 2;
+        sl_gpu_kernel_grid(&d, 130, 0, 65535, g);
+        CHECK(g[0] == 5 && g[1] == 5);
+        d.int8_dot = false; /* the f32 mat-mul: 64 rows x 32 tokens */
+        src = sl_gpu_kernel_wgsl(&d, &err);
+        CHECK(src && !strstr(src, "dot4I8Packed"));
+        free(src);
+        sl_gpu_kernel_grid(&d, 130, 0, 65535, g);
+        CHECK(g[0] == 5 && g[1] == 5);
+    }
+    CHECK(sl_gpu_matmul_tuning_ok(0, 0, 0, 0) && sl_gpu_matmul_tuning_ok(64, 128, 4, 0));
+    CHECK(sl_gpu_matmul_tuning_ok(128, 128, 8, 0) && sl_gpu_matmul_tuning_ok(32, 64, 2, 0));
+    CHECK(!sl_gpu_matmul_tuning_ok(48, 128, 4, 0) && !sl_gpu_matmul_tuning_ok(64, 100, 4, 0));
+    CHECK(!sl_gpu_matmul_tuning_ok(64, 128, 3, 0) && !sl_gpu_matmul_tuning_ok(256, 256, 1, 0)); /* 256 results */
+    CHECK(!sl_gpu_matmul_tuning_ok(64, 256, 4, 0) && sl_gpu_matmul_tuning_ok(64, 256, 4, 48u << 10)); /* memory */
 
     wg_native_reset();
     sl_gpu_ktest_spec s = {.kernel = SL_GK_MATMUL, .type = SL_TYPE_Q4_K, .rows = 20, .cols = 256, .n_tokens = 3,

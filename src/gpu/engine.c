@@ -175,6 +175,9 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
     dd.mv_rows = e->params.mv_rows;
     dd.mv_units = e->params.mv_units;
     dd.mv_min_wgs = e->params.mv_min_wgs;
+    dd.mm_tokens = e->params.mm_tokens;
+    dd.mm_rows = e->params.mm_rows;
+    dd.mm_inv_tokens = e->params.mm_inv_tokens;
     dd.int8_dot = e->params.int8 && e->plan->caps.has_dot4;
     int32_t pipe = get_pipeline(e, &dd, err);
     if (!pipe) return -1;
@@ -551,6 +554,11 @@ sl_gpu_engine *sl_gpu_engine_new(sl_model *m, const sl_gpu_params *p, sl_error *
     sl_gpu_caps caps = sl_gpu_device_caps();
     if (caps.max_binding == 0 || caps.max_workgroups == 0) {
         sl_err(err, "no WebGPU device");
+        return NULL;
+    }
+    if (!sl_gpu_matmul_tuning_ok(p->mm_tokens, p->mm_rows, p->mm_inv_tokens, caps.max_wg_storage)) {
+        sl_err(err, "bad int8 mat-mul tile: %u tokens x %u rows, %u tokens per invocation (kernels.h)", p->mm_tokens,
+               p->mm_rows, p->mm_inv_tokens);
         return NULL;
     }
     sl_gpu_engine *e = calloc(1, sizeof *e);

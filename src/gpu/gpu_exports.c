@@ -4,14 +4,15 @@
  * web/engine/webgpu.mjs.
  *
  *   gpu_new(m, n_ctx, n_batch, n_out, budget, max_binding, on_demand, kv_f16, layouts,
- *           mv_rows, mv_units, mv_min_wgs, int8) -> engine
+ *           mv_rows, mv_units, mv_min_wgs, int8, mm_tokens, mm_rows, mm_inv_tokens) -> engine
  *       plan, buffers, kernels for the loaded model m; budget (bytes, 0: none)
  *       refuses plans that exceed it, or with on_demand != 0 streams the
  *       layers that do not fit; max_binding > 0 lowers the binding limit;
  *       kv_f16 != 0: f16 K/V caches if the device has shader-f16;
  *       layouts: 0 the default GPU layouts (Q4_0, Q8_0; all with int8), 1 none (weights as stored), 2 all (kernels.h);
  *       mv_*: mat-vec tuning, 0 for the defaults; int8 != 0: int8 token for
- *       mat-vecs of matrices in a layout where WGSL has dot4I8Packed (gpu/kernels.h)
+ *       mat-vecs and mat-muls of matrices in a layout where WGSL has dot4I8Packed (gpu/kernels.h);
+ *       mm_*: the int8 mat-mul's tile, 0 for the defaults (sl_gpu_matmul_tuning_ok)
  *   gpu_free(e)
  *   gpu_plan_bytes(e) -> f64, gpu_plan_summary(e) -> text, gpu_plan_json(e) -> text
  *   gpu_upload_model(e)                 every tensor from the model's host data
@@ -24,10 +25,11 @@
  *   gpu_greedy_staging(e, slot): gpu_greedy_end(e, slot) -> id (gpu/gpu.h)
  *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep), gpu_last_dispatches(e)
  *   gpu_ktest_begin(..., kv_f16, layouts, piece, pieces_reversed, mv_rows, mv_units, mv_min_wgs,
- *   norm, int8) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
+ *   norm, int8, mm_tokens, mm_rows, mm_inv_tokens) -> test, gpu_ktest_end(test) -> nrmse (-1 on error),
  *   gpu_ktest_max_abs() -> the last test's largest error (kernel tests) */
 #if defined(__wasm__)
 
+#include "gpu/bridge.h"
 #include "gpu/gpu.h"
 #include "gpu/ktest.h"
 #include "wasm/wasm.h"
@@ -38,7 +40,8 @@
 SL_EXPORT("gpu_new")
 sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_batch, int32_t n_out, double budget,
                             double max_binding, int32_t on_demand, int32_t kv_f16, int32_t layouts,
-                            int32_t mv_rows, int32_t mv_units, int32_t mv_min_wgs, int32_t int8) {
+                            int32_t mv_rows, int32_t mv_units, int32_t mv_min_wgs, int32_t int8,
+                            int32_t mm_tokens, int32_t mm_rows, int32_t mm_inv_tokens) {
     /* the model is not const to its owner; the engine completes header-only ones (rope factors) */
     sl_model *m = (sl_model *)sl_wasm_model_get(wm);
     if (!m) {
@@ -58,10 +61,16 @@ sl_gpu_engine *wasm_gpu_new(const sl_wasm_model *wm, int32_t n_ctx, int32_t n_ba
                mv_min_wgs);
         return NULL;
     }
+    if (mm_tokens < 0 || mm_rows < 0 || mm_inv_tokens < 0) {
+        sl_err(sl_wasm_err(), "gpu_new: bad mat-mul tile (%d tokens, %d rows, %d tokens per invocation)", mm_tokens,
+               mm_rows, mm_inv_tokens);
+        return NULL;
+    }
     sl_gpu_params p = {.n_ctx = n_ctx, .n_batch = n_batch, .n_out = n_out, .budget = (uint64_t)budget,
                        .max_binding = (uint64_t)max_binding, .on_demand = on_demand != 0, .kv_f16 = kv_f16 != 0,
                        .layouts = (sl_gpu_layouts)layouts, .mv_rows = (uint32_t)mv_rows, .mv_units = (uint32_t)mv_units,
-                       .mv_min_wgs = (uint32_t)mv_min_wgs, .int8 = int8 != 0};
+                       .mv_min_wgs = (uint32_t)mv_min_wgs, .int8 = int8 != 0, .mm_tokens = (uint32_t)mm_tokens,
+                       .mm_rows = (uint32_t)mm_rows, .mm_inv_tokens = (uint32_t)mm_inv_tokens};
     return sl_gpu_engine_new(m, &p, sl_wasm_err());
 }
 
@@ -170,11 +179,15 @@ sl_gpu_ktest *wasm_gpu_ktest_begin(int32_t kernel, int32_t type, int32_t rows, i
                                    int32_t n_rot, int32_t rope_kind, int32_t qk_norm, int32_t pos0,
                                    int32_t chunk_rows, int32_t seed, int32_t kv_f16, int32_t layouts,
                                    int32_t piece, int32_t pieces_reversed, int32_t mv_rows, int32_t mv_units,
-                                   int32_t mv_min_wgs, int32_t norm, int32_t int8) {
+                                   int32_t mv_min_wgs, int32_t norm, int32_t int8, int32_t mm_tokens,
+                                   int32_t mm_rows, int32_t mm_inv_tokens) {
     if (kernel < 0 || kernel >= SL_GK_COUNT || epilogue < SL_EPI_NONE || epilogue > SL_EPI_SILU_MUL ||
         (rope_kind != SL_ROPE_NORM && rope_kind != SL_ROPE_NEOX) || rows < 0 || cols < 0 || n_tokens < 0 ||
         n_head < 0 || n_head_kv < 0 || head_dim < 0 || n_rot < 0 || pos0 < 0 || chunk_rows < 0 || piece < 0 ||
-        piece % 4 || layouts < SL_GPU_LAYOUTS_FAST || layouts > SL_GPU_LAYOUTS_ALL || mv_rows < 0 || mv_rows > 4 || mv_units < 0 || mv_units > 256 || mv_min_wgs < 0) {
+        piece % 4 || layouts < SL_GPU_LAYOUTS_FAST || layouts > SL_GPU_LAYOUTS_ALL || mv_rows < 0 || mv_rows > 4 || mv_units < 0 || mv_units > 256 || mv_min_wgs < 0 ||
+        mm_tokens < 0 || mm_rows < 0 || mm_inv_tokens < 0 ||
+        !sl_gpu_matmul_tuning_ok((uint32_t)mm_tokens, (uint32_t)mm_rows, (uint32_t)mm_inv_tokens,
+                                 (uint32_t)wg_caps(WG_CAP_MAX_WG_STORAGE))) {
         sl_err(sl_wasm_err(), "gpu_ktest_begin: bad arguments");
         return NULL;
     }
@@ -186,7 +199,8 @@ sl_gpu_ktest *wasm_gpu_ktest_begin(int32_t kernel, int32_t type, int32_t rows, i
                            .layouts = (sl_gpu_layouts)layouts, .piece = (uint32_t)piece,
                            .pieces_reversed = pieces_reversed != 0, .mv_rows = (uint32_t)mv_rows,
                            .mv_units = (uint32_t)mv_units, .mv_min_wgs = (uint32_t)mv_min_wgs,
-                           .norm = norm != 0, .int8 = int8 != 0};
+                           .norm = norm != 0, .int8 = int8 != 0, .mm_tokens = (uint32_t)mm_tokens,
+                           .mm_rows = (uint32_t)mm_rows, .mm_inv_tokens = (uint32_t)mm_inv_tokens};
     if ((kernel >= SL_GK_ROPE_Q) && (n_head == 0 || n_head_kv == 0 || n_head % n_head_kv)) {
         sl_err(sl_wasm_err(), "gpu_ktest_begin: bad head counts %d, %d", n_head, n_head_kv);
         return NULL;

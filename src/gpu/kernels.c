@@ -1184,6 +1184,217 @@ static void gen_matmul(text *t, const sl_gpu_kernel_desc *d) {
     put(t, "}\n");
 }
 
+/* ---- mat-mul with the int8 token (prefill) ------------------------------- */
+
+/* Matrices in a GPU layout, with int8_dot: a workgroup computes a tile of BM
+ * tokens x BN rows, 32 columns (one int8 block of the token) per step. Each
+ * step the workgroup loads the tile's weights as int8 words (Q4_0 and Q6_K
+ * with their offsets -8 and -32 folded in; Q4_K's nibbles as they are) with
+ * one or two scales per row (Q4_0, Q8_0: d; Q4_K: d * scale and dmin * min
+ * of the sub-block; Q6_K: d * scale of each 16), and quantizes the tile's
+ * tokens: XP invocations per token each load 32 / XP floats, their largest
+ * magnitudes meet in workgroup memory, and each packs its part as int8 with
+ * the block's scale (and, for Q4_K's mins, sums its quants: the mins take
+ * the sum of the quantized token, as llama.cpp's Q8_1, whose rounding
+ * errors then cancel those of the scaled quants: with the sum of the floats
+ * the error was twice as large). Then every invocation
+ * computes TM tokens x TN rows (tokens tq + i NTT, rows tr + j NTR: a
+ * subgroup's rows are consecutive, its tokens few, so the tile reads are
+ * conflict-free or broadcast) with dot4I8Packed, f32 accumulation per
+ * block. Tiles are rows of 3 vec4 (2 used: an odd stride spreads 16-byte
+ * reads over the banks). Workgroup memory: (BN + BM) x 48 bytes of quants,
+ * BN x 8 + BM x 4 of scales, 256 x 8 for the quantization's reductions. */
+typedef struct mm_shape {
+    uint32_t BM, BN;   /* tokens and rows per workgroup */
+    uint32_t TM, TN;   /* tokens and rows per invocation */
+    uint32_t NTT, NTR; /* invocations along tokens and rows (NTT x NTR = 256) */
+} mm_shape;
+
+#define MM_DEFAULT_TOKENS 64u
+#define MM_DEFAULT_ROWS 128u
+#define MM_DEFAULT_INV_TOKENS 4u
+#define MM_WG 256u
+#define MM_MAX_RESULTS 64u
+
+static uint64_t mm_int8_bytes(uint32_t BM, uint32_t BN) {
+    return (uint64_t)(BM + BN) * 48 + (uint64_t)BN * 8 + (uint64_t)BM * 4 + MM_WG * 8;
+}
+
+bool sl_gpu_matmul_tuning_ok(uint32_t tokens, uint32_t rows, uint32_t inv_tokens, uint32_t max_wg_storage) {
+    if (!tokens && !rows && !inv_tokens) return true;
+    const uint32_t BM = tokens ? tokens : MM_DEFAULT_TOKENS, BN = rows ? rows : MM_DEFAULT_ROWS,
+                   TM = inv_tokens ? inv_tokens : MM_DEFAULT_INV_TOKENS;
+    if ((BM != 32 && BM != 64 && BM != 128 && BM != 256) || BN % 16 || BN == 0 || BN > 256 || BM % TM) return false;
+    const uint32_t NTT = BM / TM;
+    if (NTT == 0 || MM_WG % NTT || BN % (MM_WG / NTT)) return false;
+    const uint32_t TN = BN / (MM_WG / NTT);
+    const uint64_t cap = max_wg_storage ? max_wg_storage : 16384;
+    return TM * TN <= MM_MAX_RESULTS && mm_int8_bytes(BM, BN) <= cap;
+}
+
+/* Whether the mat-mul takes the int8 token (as decode's mat-vecs do). */
+static bool mm_int8(const sl_gpu_kernel_desc *d) {
+    const sl_gpu_layout *lay = kernel_layout(d, d->type);
+    return d->kernel == SL_GK_MATMUL && d->int8_dot && lay && d->cols % lay->block_elems == 0;
+}
+
+static mm_shape mm_shape_of(const sl_gpu_kernel_desc *d) {
+    if (!mm_int8(d)) return (mm_shape){32, 64, 2, 4, 16, 16}; /* the f32 kernel's */
+    uint32_t BM = MM_DEFAULT_TOKENS, BN = MM_DEFAULT_ROWS, TM = MM_DEFAULT_INV_TOKENS;
+    if (sl_gpu_matmul_tuning_ok(d->mm_tokens, d->mm_rows, d->mm_inv_tokens, d->max_wg_storage)) {
+        if (d->mm_tokens) BM = d->mm_tokens;
+        if (d->mm_rows) BN = d->mm_rows;
+        if (d->mm_inv_tokens) TM = d->mm_inv_tokens;
+    }
+    const uint32_t NTT = BM / TM, NTR = MM_WG / NTT;
+    return (mm_shape){BM, BN, TM, BN / NTR, NTT, NTR};
+}
+
+/* The tile loader of one row's step: wa, wb (elements 0-15, 16-31 of the
+ * 32 as int8 words) and ws (scales) of row r, block of 32 kb. */
+static void put_mm_weight_loader(text *t, sl_type type) {
+    put(t, "      let m4 = vec4<u32>(0x0f0f0f0fu);\n");
+    switch (type) {
+    case SL_TYPE_Q4_0: /* nibble q - 8 as int8: (q + 0x78) ^ 0x80 per byte */
+        put(t, "      let b = r * NBR + kb; let q = W[b];\n"
+               "      let o8 = vec4<u32>(0x78787878u); let s8 = vec4<u32>(0x80808080u);\n"
+               "      wa = ((q & m4) + o8) ^ s8; wb = (((q >> vec4<u32>(4u)) & m4) + o8) ^ s8;\n"
+               "      ws = vec2<f32>(wdh(NB * 8u + b), 0.0);\n");
+        break;
+    case SL_TYPE_Q8_0:
+        put(t, "      let b = r * NBR + kb;\n"
+               "      wa = W[b]; wb = W[NB + b]; ws = vec2<f32>(wdh(NB * 16u + b), 0.0);\n");
+        break;
+    case SL_TYPE_Q4_K: /* sub-block i of half h: low nibbles of words 0-1 (i = 0), high (1), of words 2-3 (2, 3) */
+        put(t, "      let blk = r * NBR + (kb >> 3u); let sub = kb & 7u; let i = sub & 3u;\n"
+               "      let nu = 2u * NB; let wo = (i >> 1u) * 2u * nu + 2u * blk + (sub >> 2u);\n"
+               "      let sh = vec4<u32>((i & 1u) * 4u);\n"
+               "      wa = (W[wo] >> sh) & m4; wb = (W[wo + nu] >> sh) & m4;\n"
+               "      let S = W[NB * 8u + blk];\n"
+               "      let y = (S.y >> (8u * i)) & 255u; let z = (S.z >> (8u * i)) & 255u; let w = (S.w >> (8u * i)) & 255u;\n"
+               "      var sc = y & 63u; var mn = z & 63u;\n"
+               "      if (sub >= 4u) { sc = (w & 15u) | ((y >> 6u) << 4u); mn = (w >> 4u) | ((z >> 6u) << 4u); }\n"
+               "      let dm = unpack2x16float(S.x); ws = vec2<f32>(dm.x * f32(sc), dm.y * f32(mn));\n");
+        break;
+    case SL_TYPE_Q6_K:
+        /* part p of half h: positions 0-15 from ql word 2 (p & 1) and qh word 0,
+         * 16-31 from ql word 2 (p & 1) + 1 and qh word 1; 6 bits - 32 as int8:
+         * (q + 0x60) ^ 0x80 per byte; scales 8h + 2p and 8h + 2p + 1 */
+        put(t, "      let blk = r * NBR + (kb >> 3u); let sub = kb & 7u; let p = sub & 3u;\n"
+               "      let nu = 2u * NB; let ug = 2u * blk + (sub >> 2u); let lo = 2u * (p & 1u) * nu + ug;\n"
+               "      let sl = vec4<u32>((p >> 1u) * 4u); let sq = vec4<u32>(2u * p); let m2 = vec4<u32>(0x03030303u);\n"
+               "      let s4 = vec4<u32>(4u); let o8 = vec4<u32>(0x60606060u); let s8 = vec4<u32>(0x80808080u);\n"
+               "      wa = ((((W[lo] >> sl) & m4) | (((W[4u * nu + ug] >> sq) & m2) << s4)) + o8) ^ s8;\n"
+               "      wb = ((((W[lo + nu] >> sl) & m4) | (((W[5u * nu + ug] >> sq) & m2) << s4)) + o8) ^ s8;\n"
+               "      let si = 8u * (sub >> 2u) + 2u * p;\n"
+               "      let sv = W[NB * 12u + blk][si >> 2u] >> (8u * (si & 3u));\n"
+               "      ws = wdh(NB * 104u + blk) * vec2<f32>(f32(bitcast<i32>(sv << 24u) >> 24u), f32(bitcast<i32>(sv << 16u) >> 24u));\n");
+        break;
+    default: break;
+    }
+}
+
+static void gen_matmul_int8(text *t, const sl_gpu_kernel_desc *d) {
+    const mm_shape sh = mm_shape_of(d);
+    const sl_gpu_layout *lay = kernel_layout(d, d->type);
+    const uint32_t XP = MM_WG / sh.BM, WPJ = 8 / XP; /* parts per token, words (of 4 int8) per part */
+    put_weight_consts(t, d);
+    put(t, "const NBR: u32 = %uu;\nconst NKB: u32 = %uu;\nconst BM: u32 = %uu;\nconst BN: u32 = %uu;\n"
+           "const NTT: u32 = %uu;\nconst NTR: u32 = %uu;\nconst XP: u32 = %uu;\nconst WPJ: u32 = %uu;\n"
+           "@group(0) @binding(2) var<storage, read_write> X: array<vec4<f32>>;\n"
+           "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;\n",
+        d->cols / lay->block_elems, d->cols / 32, sh.BM, sh.BN, sh.NTT, sh.NTR, XP, WPJ);
+    if (d->epilogue == SL_EPI_BIAS || d->epilogue == SL_EPI_SILU_MUL)
+        put(t, "@group(0) @binding(4) var<storage, read_write> A: array<f32>;\n");
+    put(t, "var<workgroup> WQ: array<vec4<u32>, %uu>;\n" /* BN x 3 */
+           "var<workgroup> XQ: array<vec4<u32>, %uu>;\n" /* BM x 3 */
+           "var<workgroup> WSC: array<vec2<f32>, BN>;\n"
+           "var<workgroup> XD: array<f32, BM>;\n"     /* the token block's scale */
+           "var<workgroup> XA: array<f32, %uu>;\n"     /* each part's largest magnitude */
+           "var<workgroup> XI: array<i32, %uu>;\n"     /* each part's sum of quants (Q4_K) */
+           "%s"
+           "fn d16(a: vec4<u32>, b: vec4<u32>) -> i32 {\n"
+           "  return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));\n}\n",
+        sh.BN * 3, sh.BM * 3, MM_WG, MM_WG, LAYOUT_READERS);
+    put_main(t, d, "256");
+    put(t, "  let n = step.n_tokens;\n"
+           "  let r0 = wid.x * BN; let t0 = wid.y * BM;\n"
+           "  if (t0 >= n) { return; }\n"
+           "  let xt = lid / XP; let xp = lid %% XP; let tok = t0 + xt;\n"
+           "  let tr = lid %% NTR; let tq = lid / NTR;\n");
+    for (uint32_t i = 0; i < sh.TM; i++)
+        for (uint32_t j = 0; j < sh.TN; j++) put(t, "  var c%u_%u = 0.0;\n", i, j);
+    put(t, "  for (var kb = 0u; kb < NKB; kb++) {\n");
+    /* the step's weights: row lid of the tile */
+    put(t, "    %s{\n"
+           "      let r = r0 + lid; var wa = vec4<u32>(0u); var wb = vec4<u32>(0u); var ws = vec2<f32>(0.0);\n"
+           "      if (r < NROWS) {\n",
+        sh.BN < MM_WG ? "if (lid < BN) " : "");
+    put_mm_weight_loader(t, d->type);
+    put(t, "      }\n"
+           "      WQ[lid * 3u] = wa; WQ[lid * 3u + 1u] = wb; WSC[lid] = ws;\n"
+           "    }\n");
+    /* the step's tokens: part xp of token xt, 32 / XP floats */
+    for (uint32_t w = 0; w < WPJ; w++) put(t, "    var xf%u = vec4<f32>(0.0);\n", w);
+    put(t, "    if (tok < n) {\n      let xo = tok * (COLS / 4u) + kb * 8u + xp * WPJ;\n");
+    for (uint32_t w = 0; w < WPJ; w++) put(t, "      xf%u = X[xo + %uu];\n", w, w);
+    put(t, "    }\n    var xm = abs(xf0);\n");
+    for (uint32_t w = 1; w < WPJ; w++) put(t, "    xm = max(xm, abs(xf%u));\n", w);
+    put(t, "    XA[lid] = max(max(xm.x, xm.y), max(xm.z, xm.w));\n"
+           "    workgroupBarrier();\n"
+           "    {\n"
+           "      var am = XA[xt * XP];\n");
+    for (uint32_t k = 1; k < XP; k++) put(t, "      am = max(am, XA[xt * XP + %uu]);\n", k);
+    put(t, "      let dx = am / 127.0; let id = select(0.0, 1.0 / dx, dx > 0.0);\n"
+           "      var qs = vec4<i32>(0);\n");
+    for (uint32_t w = 0; w < WPJ; w++)
+        put(t, "      { let wi = xp * WPJ + %uu; let q = vec4<i32>(round(xf%u * id)); qs += q;\n"
+               "        XQ[xt * 3u + (wi >> 2u)][wi & 3u] = pack4xI8(q); }\n",
+            w, w);
+    put(t, "      XI[lid] = (qs.x + qs.y) + (qs.z + qs.w);\n"
+           "      if (xp == 0u) { XD[xt] = dx; }\n"
+           "    }\n"
+           "    workgroupBarrier();\n");
+    /* the products: TM tokens x TN rows */
+    for (uint32_t i = 0; i < sh.TM; i++) {
+        put(t, "    let xa%u = XQ[(tq + %uu) * 3u]; let xb%u = XQ[(tq + %uu) * 3u + 1u]; let xd%u = XD[tq + %uu];\n", i,
+            i * sh.NTT, i, i * sh.NTT, i, i * sh.NTT);
+        if (d->type == SL_TYPE_Q4_K) {
+            /* the scale times the sum of the block's quants */
+            put(t, "    let xs%u = xd%u * f32(XI[(tq + %uu) * XP]", i, i, i * sh.NTT);
+            for (uint32_t k = 1; k < XP; k++) put(t, " + XI[(tq + %uu) * XP + %uu]", i * sh.NTT, k);
+            put(t, ");\n");
+        }
+    }
+    for (uint32_t j = 0; j < sh.TN; j++) {
+        put(t, "    {\n      let wo = (tr + %uu) * 3u; let wa = WQ[wo]; let wb = WQ[wo + 1u]; let ws = WSC[tr + %uu];\n",
+            j * sh.NTR, j * sh.NTR);
+        for (uint32_t i = 0; i < sh.TM; i++) {
+            if (d->type == SL_TYPE_Q6_K)
+                put(t, "      c%u_%u += (ws.x * f32(d16(wa, xa%u)) + ws.y * f32(d16(wb, xb%u))) * xd%u;\n", i, j, i, i, i);
+            else if (d->type == SL_TYPE_Q4_K)
+                put(t, "      c%u_%u += f32(d16(wa, xa%u) + d16(wb, xb%u)) * (ws.x * xd%u) - ws.y * xs%u;\n", i, j, i, i,
+                    i, i);
+            else
+                put(t, "      c%u_%u += f32(d16(wa, xa%u) + d16(wb, xb%u)) * (ws.x * xd%u);\n", i, j, i, i, i);
+        }
+        put(t, "    }\n");
+    }
+    put(t, "    workgroupBarrier();\n  }\n");
+    for (uint32_t i = 0; i < sh.TM; i++) {
+        put(t, "  {\n    let tt = t0 + tq + %uu;\n    if (tt < n) {\n", i * sh.NTT);
+        for (uint32_t j = 0; j < sh.TN; j++) {
+            put(t, "      { let r = r0 + tr + %uu; let v = c%u_%u;\n        if (r < NROWS) {\n"
+                   "          let idx = tt * OUT_STRIDE + ROW0 + r;\n",
+                j * sh.NTR, i, j);
+            put_epilogue(t, d->epilogue, "idx", "ROW0 + r", "          ");
+            put(t, "        }\n      }\n");
+        }
+        put(t, "    }\n  }\n");
+    }
+    put(t, "}\n");
+}
+
 static void gen_embed(text *t, const sl_gpu_kernel_desc *d) {
     put_weight_consts(t, d);
     put(t, "@group(0) @binding(2) var<storage, read> TOK: array<u32>;\n"
@@ -1579,7 +1790,10 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err) {
     put(&t, " (generated by src/gpu/kernels.c)\n");
     switch (d->kernel) {
     case SL_GK_MATVEC: gen_matvec(&t, d); break;
-    case SL_GK_MATMUL: gen_matmul(&t, d); break;
+    case SL_GK_MATMUL:
+        if (mm_int8(d)) gen_matmul_int8(&t, d);
+        else gen_matmul(&t, d);
+        break;
     case SL_GK_EMBED: gen_embed(&t, d); break;
     case SL_GK_RMSNORM: gen_rmsnorm(&t, d); break;
     case SL_GK_ROPE_Q: gen_rope(&t, d, true); break;
@@ -1636,10 +1850,12 @@ void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t
         grid[1] = div_up(wgs, grid[0]);
         break;
     }
-    case SL_GK_MATMUL:
-        grid[0] = div_up(d->rows, 64);
-        grid[1] = div_up(n_tokens, 32);
+    case SL_GK_MATMUL: {
+        const mm_shape sh = mm_shape_of(d);
+        grid[0] = div_up(d->rows, sh.BN);
+        grid[1] = div_up(n_tokens, sh.BM);
         break;
+    }
     case SL_GK_EMBED:
         grid[0] = div_up(div_up(d->cols, 8), 64);
         grid[1] = n_tokens;

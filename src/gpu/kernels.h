@@ -43,7 +43,7 @@
 
 typedef enum sl_gpu_kernel {
     SL_GK_MATVEC,       /* y = W x, x the token at row n_tokens-1 of X; y goes to row 0 of Y */
-    SL_GK_MATMUL,       /* Y[t] = W X[t] for t < n_tokens, tiled (32 tokens x 64 rows) */
+    SL_GK_MATMUL,       /* Y[t] = W X[t] for t < n_tokens, tiled (tokens x rows per workgroup) */
     SL_GK_EMBED,        /* Y[t] = row tokens[t] of the matrix, when it is in this chunk */
     SL_GK_RMSNORM,      /* Y[t] = X[t] / rms(X[t]) * weight */
     SL_GK_ROPE_Q,       /* per-head norm (optional) and RoPE of Q, in place */
@@ -109,12 +109,17 @@ typedef struct sl_gpu_kernel_desc {
      * 8 of the others), the fewest workgroups worth fewer rows per invocation. */
     uint32_t max_wg_storage;
     uint32_t mv_rows, mv_units, mv_min_wgs;
+    /* MATMUL with the int8 token (int8_dot, a matrix in a GPU layout): tile
+     * tuning (0: defaults, 64 tokens x 128 rows, 4 tokens per invocation;
+     * see sl_gpu_matmul_tuning_ok) */
+    uint32_t mm_tokens, mm_rows, mm_inv_tokens;
     /* MATVEC, QKV, FFN_IN: matrices in a GPU layout (Q4_0, Q8_0, Q4_K,
      * Q6_K) take the token as int8 (per 32 elements a scale and the sum, like
      * llama.cpp's Q8_1, and the sums of each 16, quantized by every workgroup
      * into workgroup memory) and dot4I8Packed (WGSL language feature
      * packed_4x8_integer_dot_product), where that fits workgroup memory; else
-     * the f32 token as without. */
+     * the f32 token as without. MATMUL: the same for matrices in a layout,
+     * each workgroup quantizing the tokens of its tile 32 columns at a time. */
     bool int8_dot;
     /* Workgroup sums and maxima through subgroup operations (the device has
      * the subgroups feature and WGSL the subgroup_id builtin); else through
@@ -138,6 +143,14 @@ char *sl_gpu_kernel_wgsl(const sl_gpu_kernel_desc *d, sl_error *err);
  * two dimensions under max_per_dim). */
 void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t n_splits,
                         uint32_t max_per_dim, uint32_t grid[3]);
+
+/* Whether an int8 mat-mul tile tuning is valid (all 0: the defaults):
+ * tokens per tile 32, 64, 128 or 256; rows per tile a multiple of 16 up to
+ * 256; tokens per invocation dividing the tile's, with the 256 invocations
+ * covering the tile (rows per invocation = tokens * rows / 256 / tokens per
+ * invocation, at most 64 results per invocation) and the tiles fitting
+ * max_wg_storage bytes of workgroup memory (0: 16 KiB). */
+bool sl_gpu_matmul_tuning_ok(uint32_t tokens, uint32_t rows, uint32_t inv_tokens, uint32_t max_wg_storage);
 
 /* Partials of ARGMAX_PART over n logits (its workgroups). */
 uint32_t sl_gpu_argmax_parts(uint32_t n_logits);

@@ -265,7 +265,8 @@ static int run_weights(sl_gpu_ktest *t, const sl_gpu_ktest_spec *s, int32_t ub, 
                                 .row0 = (uint32_t)r0, .out_stride = (uint32_t)(embed ? C : R),
                                 .epilogue = embed ? SL_EPI_NONE : s->epilogue, .layouts = s->layouts,
                                 .mv_rows = s->mv_rows, .mv_units = s->mv_units, .mv_min_wgs = s->mv_min_wgs,
-                                .norm = norm, .eps = 1e-5f, .int8_dot = s->int8};
+                                .norm = norm, .eps = 1e-5f, .int8_dot = s->int8, .mm_tokens = s->mm_tokens,
+                                .mm_rows = s->mm_rows, .mm_inv_tokens = s->mm_inv_tokens};
         wg_binding b[5] = {bind(0, ub, 0, 16), bind(1, wb, 0, ((uint64_t)nr * rb + 15) & ~(uint64_t)15), bind(2, xb, 0, embed ? (uint64_t)N * 4 : (uint64_t)(N * C) * 4),
                            bind(3, yb, 0, (uint64_t)t->n_out * 4)};
         int n = 4;

@@ -32,7 +32,9 @@ typedef struct sl_gpu_ktest_spec {
     bool pieces_reversed;
     uint32_t mv_rows, mv_units, mv_min_wgs; /* mat-vec tuning (kernels.h) */
     bool norm;                /* MATVEC: RMSNorm of the token (eps 1e-5) times a random weight first */
-    bool int8;                /* MATVEC: int8 token for Q4_0/Q8_0 (kernels.h; the device must have dot4I8Packed) */
+    bool int8;                /* MATVEC, MATMUL: int8 token for matrices in a GPU layout (kernels.h; the device
+                                 must have dot4I8Packed) */
+    uint32_t mm_tokens, mm_rows, mm_inv_tokens; /* int8 mat-mul tile tuning (kernels.h) */
 } sl_gpu_ktest_spec;
 
 typedef struct sl_gpu_ktest_result {

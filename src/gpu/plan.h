@@ -58,6 +58,7 @@ typedef struct sl_gpu_params {
     bool kv_f16;          /* f16 K/V caches when the device has shader-f16 (else f32) */
     sl_gpu_layouts layouts; /* which formats take their GPU layouts (kernels.h, gpu/layout.h) */
     uint32_t mv_rows, mv_units, mv_min_wgs; /* mat-vec tuning (kernels.h; 0: defaults) */
+    uint32_t mm_tokens, mm_rows, mm_inv_tokens; /* int8 mat-mul tile tuning (kernels.h; 0: defaults) */
     bool int8;            /* int8 token for mat-vecs of matrices in a GPU layout where WGSL has
                            * dot4I8Packed (kernels.h); with it, FAST layouts means ALL */
 } sl_gpu_params;

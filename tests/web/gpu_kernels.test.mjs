@@ -54,12 +54,12 @@ async function setup(plain = false) {
 // { rows, units, minWgs }; norm: the mat-vec norms its token first.
 async function ktest(kernel, { type = 0, rows = 0, cols = 0, n = 1, epi = 0, nh = 8, nkv = 2, hd = 32, nrot = hd,
   neox = false, qkNorm = false, pos0 = 0, chunk = 0, seed = 1, plain = false, kvF16 = false, raw = false, piece = 0,
-  reversed = false, mv = {}, norm = false, int8 = false } = {}) {
+  reversed = false, mv = {}, norm = false, int8 = false, mm = {} } = {}) {
   const { mod, bridge } = await setup(plain);
   const ex = mod.exports;
   const t = ex.gpu_ktest_begin(kernel, type, rows, cols, n, epi, nh, nkv, hd, nrot, neox ? 1 : 0, qkNorm ? 1 : 0, pos0,
     chunk, seed, kvF16 ? 1 : 0, layoutsCode(raw ? 'raw' : 'all'), piece, reversed ? 1 : 0, mv.rows ?? 0, mv.units ?? 0, mv.minWgs ?? 0,
-    norm ? 1 : 0, int8 ? 1 : 0);
+    norm ? 1 : 0, int8 ? 1 : 0, mm.tokens ?? 0, mm.rows ?? 0, mm.invTokens ?? 0);
   if (t === 0) throw mod.error('gpu_ktest_begin');
   await bridge.settle();
   const nrmse = ex.gpu_ktest_end(t);
@@ -192,6 +192,38 @@ if (!existsSync(wasmPath)) {
         close(await ktest(K.MATVEC, { type, rows: 9, cols: 16384, int8: true, norm }), `type ${type} 9x16384 norm ${norm}`);
       // too wide for the int8 token too: the f32 token, exact again
       expectClose(await ktest(K.MATVEC, { type, rows: 9, cols: 65536, int8: true }), `type ${type} 9x65536 (f32 token)`);
+    }
+  });
+
+  // The int8 mat-mul (prefill; dot4I8Packed): tiles of 64 tokens x 128 rows
+  // (and other tunings), the tokens quantized per 32 columns by each
+  // workgroup; partial tiles in tokens and rows, rows in chunks, every
+  // epilogue, wide rows, against the float64 reference within the int8
+  // tolerance.
+  test('int8 token for Q4_0, Q8_0, Q4_K and Q6_K mat-muls (dot4I8Packed)', async (t) => {
+    if (!(await requireGpu(t))) return;
+    const { info } = await setup();
+    if (!info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) {
+      const msg = 'WGSL lacks packed_4x8_integer_dot_product';
+      if (process.env.CI === 'true') assert.fail(msg);
+      console.error(`SKIP ${msg}`);
+      t.skip(msg);
+      return;
+    }
+    const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
+    // other tiles: tokens x rows per workgroup, tokens per invocation (two per format)
+    const tiles = [[32, 64, 2], [128, 128, 8], [64, 64, 4], [32, 128, 1]];
+    for (const [k, type] of [TYPES.Q4_0, TYPES.Q8_0, TYPES.Q4_K, TYPES.Q6_K].entries()) {
+      const kq = type === TYPES.Q4_K || type === TYPES.Q6_K;
+      // [rows, cols, tokens, epilogue, rows per chunk]
+      for (const [rows, cols, n, epi, chunk] of [[16, 256, 1, EPI.NONE, 0], [37, kq ? 512 : 288, 9, EPI.BIAS, 16],
+        [150, 768, 35, EPI.ADD, 64], [200, 2048, 130, EPI.SILU_MUL, 0], [20, 8192, 5, EPI.NONE, 0]])
+        close(await ktest(K.MATMUL, { type, rows, cols, n, epi, chunk, int8: true, piece: 36 }),
+          `type ${type} ${rows}x${cols}, ${n} tokens, epilogue ${epi}, chunks of ${chunk || rows} rows`);
+      close(await ktest(K.MATMUL, { type, rows: 75, cols: 512, n: 9, chunk: 16, int8: true, plain: true }), `type ${type} chunks of 16, without subgroups`);
+      for (const [tokens, rows, invTokens] of [tiles[k], tiles[(k + 1) % 4]])
+        close(await ktest(K.MATMUL, { type, rows: 135, cols: 512, n: 70, epi: EPI.ADD, int8: true, mm: { tokens, rows, invTokens } }),
+          `type ${type} tile ${tokens}x${rows}, ${invTokens} tokens per invocation`);
     }
   });
 

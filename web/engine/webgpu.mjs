@@ -481,14 +481,18 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // (mat-vec tuning, src/gpu/kernels.h; unset: defaults), int8 (default
 // true: mat-vecs of matrices in a layout take the token as int8 blocks and
 // use dot4I8Packed where WGSL has it, llama.cpp's arithmetic, 1.5x faster
-// decode on an H200; false: the f32 token), firstChunk (dispatches in a step's
+// decode on an H200; false: the f32 token; prefill mat-muls of such matrices
+// likewise), matmul { tokens, rows, invTokens } (the int8 mat-mul's tile:
+// tokens x rows per workgroup, tokens per invocation; src/gpu/kernels.h,
+// sl_gpu_matmul_tuning_ok; unset: defaults), firstChunk (dispatches in a step's
 // first command buffer, then twice as many in each next; 0: one command
 // buffer; default 4: see record()).
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT,
 // $STREAMLLM_GPU_MAX_BINDING, $STREAMLLM_GPU_LAYOUT (raw, all),
-// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_INT8=0 and
+// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_INT8=0,
+// $STREAMLLM_GPU_MM (TOKENS,ROWS,INV_TOKENS, e.g. 64,128,4) and
 // $STREAMLLM_GPU_FIRST_CHUNK set budget, nOut, maxBinding, layouts, matvec,
-// int8 and firstChunk when the options do not.
+// int8, matmul and firstChunk when the options do not.
 const LAYOUTS = { fast: 0, raw: 1, all: 2 };
 export function layoutsCode(name = 'fast') {
   if (!(name in LAYOUTS)) throw new EngineError(`webgpu: layouts must be one of ${Object.keys(LAYOUTS).join(', ')}, not ${name}`);
@@ -502,6 +506,7 @@ export async function webgpuBackend(options = {}) {
     budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
     layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
     matvec: { rows: num(env.STREAMLLM_GPU_MV_ROWS), units: num(env.STREAMLLM_GPU_MV_UNITS), minWorkgroups: num(env.STREAMLLM_GPU_MV_MIN_WGS) },
+    matmul: (([tokens, rows, invTokens]) => ({ tokens: num(tokens), rows: num(rows), invTokens: num(invTokens) }))((env.STREAMLLM_GPU_MM ?? '').split(',')),
     ...options,
   };
   // gpu and adapter stay referenced: Dawn tears the device down when they are collected
@@ -544,9 +549,11 @@ export async function webgpuBackend(options = {}) {
       const { sources, reread } = pendingSources;
       pendingSources = null;
       const tune = options.matvec ?? {};
+      const mm = options.matmul ?? {};
       const e = mod.handle(ex.gpu_new(model, nCtx, nBatch, options.nOut ?? 64, options.budget ?? 0,
         options.maxBinding ?? 0, options.onDemand === false ? 0 : 1, options.kvF16 ? 1 : 0, layoutsCode(options.layouts),
-        tune.rows ?? 0, tune.units ?? 0, tune.minWorkgroups ?? 0, options.int8 === false ? 0 : 1));
+        tune.rows ?? 0, tune.units ?? 0, tune.minWorkgroups ?? 0, options.int8 === false ? 0 : 1,
+        mm.tokens ?? 0, mm.rows ?? 0, mm.invTokens ?? 0));
       const tensors = tensorList(mod, model);
       const chunk = options.uploadChunk ?? (16 << 20);
       try {
