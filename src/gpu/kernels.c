@@ -1417,18 +1417,21 @@ static void gen_attn_merge(text *t, const sl_gpu_kernel_desc *d) {
 /* Prefill: one workgroup per (head, token); keys in chunks of WG with an
  * online softmax; each invocation keeps ceil(HD / WG) output dimensions. */
 /* Prefill attention in tiles (attn_prefill_tiled): a workgroup takes
- * PQ = 32 queries of one head and goes over their keys BK at a time, each
- * key's K and V loaded once into workgroup memory for all 32 (one
+ * PQ = 64 queries of one head and goes over their keys BK at a time, each
+ * key's K and V loaded once into workgroup memory for all 64 (one
  * workgroup per query read every key from memory for itself: Llama-3.2-1B's
- * pp512 spent 21 of its 96 ms there on an H200). Invocation lid scores
- * query lid / 8 against keys lid % 8, + 8, ... of the tile; then the 8
- * invocations of a query each keep a share of its output dimensions, and
- * all 8 keep the same online-softmax state (max m, sum l). BK keys of HD
- * floats fill at most 8 KiB, so the kernel fits the core 16 KiB of
- * workgroup memory. */
+ * pp512 spent 21 of its 96 ms there on an H200; with tiles of 32 queries
+ * 7.1 ms, of 64 5.5). Invocation lid scores query lid / 4 against keys
+ * lid % 4, + 4, ... of the tile, the query in registers; then the 4
+ * invocations of a query each keep a quarter of its output dimensions,
+ * and all 4 the same online-softmax state (max m, sum l). The tile's K or
+ * V (BK x HD floats) and its scores (PQ x BK) fill at most 8 KiB each, so
+ * the kernel fits the core 16 KiB of workgroup memory. */
+#define ATTN_TPQ 4u             /* invocations per query */
+#define ATTN_PQ (256 / ATTN_TPQ) /* queries per workgroup */
 static uint32_t attn_prefill_bk(const sl_gpu_kernel_desc *d) {
-    const uint32_t bk = 2048 / d->head_dim;
-    return bk > 64 ? 64 : bk;
+    const uint32_t bk = 2048 / d->head_dim, cap = 2048 / ATTN_PQ;
+    return bk > cap ? cap : bk;
 }
 static bool attn_prefill_tiled(const sl_gpu_kernel_desc *d) {
     return d->head_dim % 4 == 0 && d->head_dim <= 256;
@@ -1437,7 +1440,7 @@ static bool attn_prefill_tiled(const sl_gpu_kernel_desc *d) {
 static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
     put_attn_consts(t, d, 256);
     const uint32_t hd4 = d->head_dim / 4;
-    put(t, "const PQ: u32 = 32u;\nconst BK: u32 = %uu;\nconst HD4: u32 = %uu;\nconst DPT: u32 = %uu;\n"
+    put(t, "const PQ: u32 = %uu;\nconst TPQ: u32 = %uu;\nconst BK: u32 = %uu;\nconst HD4: u32 = %uu;\nconst DPT: u32 = %uu;\n"
            "@group(0) @binding(1) var<storage, read_write> Q: array<f32>;\n"
            "@group(0) @binding(2) var<storage, read> KC: array<%s>;\n"
            "@group(0) @binding(3) var<storage, read> VC: array<%s>;\n"
@@ -1446,8 +1449,8 @@ static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
            "var<workgroup> KV: array<vec4<f32>, %uu>;\n"
            /* scores [PQ][BK] */
            "var<workgroup> S: array<f32, %uu>;\n",
-        attn_prefill_bk(d), hd4, (hd4 + 7) / 8, kv_type(d), kv_type(d), attn_prefill_bk(d) * hd4,
-        32 * attn_prefill_bk(d));
+        ATTN_PQ, ATTN_TPQ, attn_prefill_bk(d), hd4, (hd4 + ATTN_TPQ - 1) / ATTN_TPQ, kv_type(d), kv_type(d),
+        attn_prefill_bk(d) * hd4, ATTN_PQ * attn_prefill_bk(d));
     /* key s's vec4 j of K or V, zero past the block's last key */
     put(t, "fn load_tile(lid: u32, k0: u32, nkb: u32, kvo: u32, v: bool) {\n"
            "  for (var i = lid; i < BK * HD4; i += WG) {\n"
@@ -1463,7 +1466,7 @@ static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
         kv_load(d), kv_load(d), kv_load(d), kv_load(d), kv_load(d), kv_load(d), kv_load(d), kv_load(d));
     put_main(t, d, "WG");
     put(t, "  let h = wid.x; let t0 = wid.y * PQ;\n"
-           "  let q = lid / 8u; let part = lid %% 8u;\n"
+           "  let q = lid / TPQ; let part = lid %% TPQ;\n"
            "  let tq = t0 + q;\n"
            "  let valid = tq < step.n_tokens;\n"
            /* query tq sees keys 0..pos0 + tq; the block's last query, keys < nkb */
@@ -1482,14 +1485,14 @@ static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
            "    workgroupBarrier();\n"
            /* initialized here: a declaration without one was not zeroed again
             * in each iteration on SwiftShader */
-           "    var sc = array<f32, BK / 8u>();\n"
+           "    var sc = array<f32, BK / TPQ>();\n"
            "    for (var j = 0u; j < HD4; j++) {\n"
            "      let qv = qr[j];\n"
-           "      for (var i = 0u; i < BK / 8u; i++) { sc[i] += dot(qv, KV[(part + 8u * i) * HD4 + j]); }\n"
+           "      for (var i = 0u; i < BK / TPQ; i++) { sc[i] += dot(qv, KV[(part + TPQ * i) * HD4 + j]); }\n"
            "    }\n"
-           "    for (var i = 0u; i < BK / 8u; i++) {\n"
-           "      let s = k0 + part + 8u * i;\n"
-           "      S[q * BK + part + 8u * i] = select(-3.0e38, sc[i] * SCALE, s <= qp);\n"
+           "    for (var i = 0u; i < BK / TPQ; i++) {\n"
+           "      let s = k0 + part + TPQ * i;\n"
+           "      S[q * BK + part + TPQ * i] = select(-3.0e38, sc[i] * SCALE, s <= qp);\n"
            "    }\n"
            "    workgroupBarrier();\n"
            "    load_tile(lid, k0, nkb, kvo, true);\n"
@@ -1504,7 +1507,7 @@ static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
            "      let p = select(0.0, exp(sj - mt), sj > -1.0e38);\n"
            "      l += p;\n"
            "      for (var c = 0u; c < DPT; c++) {\n"
-           "        let d4 = part + 8u * c;\n"
+           "        let d4 = part + TPQ * c;\n"
            "        if (d4 < HD4) { acc[c] += p * KV[j * HD4 + d4]; }\n"
            "      }\n"
            "    }\n"
@@ -1513,7 +1516,7 @@ static void gen_attn_prefill_tiled(text *t, const sl_gpu_kernel_desc *d) {
            "  }\n"
            "  if (valid) {\n"
            "    for (var c = 0u; c < DPT; c++) {\n"
-           "      let d4 = part + 8u * c;\n"
+           "      let d4 = part + TPQ * c;\n"
            "      if (d4 < HD4) {\n"
            "        let r = acc[c] / l; let e = qo + 4u * d4;\n"
            "        O[e] = r.x; O[e + 1u] = r.y; O[e + 2u] = r.z; O[e + 3u] = r.w;\n"
@@ -1773,7 +1776,7 @@ void sl_gpu_kernel_grid(const sl_gpu_kernel_desc *d, uint32_t n_tokens, uint32_t
     case SL_GK_ATTN_MERGE: grid[0] = d->n_head; break;
     case SL_GK_ATTN_PREFILL:
         grid[0] = d->n_head;
-        grid[1] = attn_prefill_tiled(d) ? div_up(n_tokens, 32) : n_tokens;
+        grid[1] = attn_prefill_tiled(d) ? div_up(n_tokens, ATTN_PQ) : n_tokens;
         break;
     default: break;
     }

@@ -218,7 +218,7 @@ if (!existsSync(wasmPath)) {
       expectClose(await ktest(K.ATTN_DECODE, { pos0, nh, nkv, hd }), `pos ${pos0}, ${nh}/${nkv} heads of ${hd}`);
   });
 
-  // tiles of 32 queries x BK keys: several query blocks, several key tiles,
+  // tiles of 64 queries x BK keys: several query blocks, several key tiles,
   // a block that starts inside a tile; a head size the tiles do not take
   // (6: not a multiple of 4) runs the per-token kernel
   test('attention prefill (causal, GQA, online softmax over key tiles)', async (t) => {
