@@ -250,9 +250,13 @@ if (!existsSync(wasmPath)) {
       expectClose(await ktest(K.ATTN_DECODE, { pos0, nh, nkv, hd }), `pos ${pos0}, ${nh}/${nkv} heads of ${hd}`);
   });
 
-  test('attention prefill (causal, GQA, online softmax over 64-key chunks)', async (t) => {
+  // tiles of 64 queries x BK keys: several query blocks, several key tiles,
+  // a block that starts inside a tile; a head size the tiles do not take
+  // (6: not a multiple of 4) runs the per-token kernel
+  test('attention prefill (causal, GQA, online softmax over key tiles)', async (t) => {
     if (!(await requireGpu(t))) return;
-    for (const [n, pos0, nh, nkv, hd] of [[1, 0, 2, 2, 8], [5, 0, 8, 2, 64], [70, 3, 4, 4, 32], [9, 130, 6, 3, 128], [3, 200, 4, 1, 256]])
+    for (const [n, pos0, nh, nkv, hd] of [[1, 0, 2, 2, 8], [5, 0, 8, 2, 64], [70, 3, 4, 4, 32], [9, 130, 6, 3, 128], [3, 200, 4, 1, 256],
+      [33, 0, 1, 1, 32], [40, 30, 2, 1, 32], [130, 0, 4, 2, 64], [7, 40, 4, 2, 6]])
       expectClose(await ktest(K.ATTN_PREFILL, { n, pos0, nh, nkv, hd }), `${n} tokens at ${pos0}, ${nh}/${nkv} heads of ${hd}`);
   });
 
