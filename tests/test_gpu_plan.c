@@ -637,7 +637,7 @@ static void test_kernels(void) {
         free(src);
         uint32_t g[3];
         sl_gpu_kernel_grid(&d, 130, 0, 65535, g);
-        CHECKF(g[0] == 3 && g[1] == 3, "int8 mat-mul grid %u x %u", g[0], g[1]); /* 128 rows x 64 tokens */
+        CHECKF(g[0] == 5 && g[1] == 3, "int8 mat-mul grid %u x %u", g[0], g[1]); /* 64 rows x 64 tokens */
         d.mm_tokens = 32, d.mm_rows = 64, d.mm_inv_tokens = 2;
         sl_gpu_kernel_grid(&d, 130, 0, 65535, g);
         CHECK(g[0] == 5 && g[1] == 5);

@@ -1211,8 +1211,8 @@ typedef struct mm_shape {
 } mm_shape;
 
 #define MM_DEFAULT_TOKENS 64u
-#define MM_DEFAULT_ROWS 128u
-#define MM_DEFAULT_INV_TOKENS 4u
+#define MM_DEFAULT_ROWS 64u
+#define MM_DEFAULT_INV_TOKENS 2u
 #define MM_WG 256u
 #define MM_MAX_RESULTS 64u
 

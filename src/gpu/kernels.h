@@ -110,7 +110,7 @@ typedef struct sl_gpu_kernel_desc {
     uint32_t max_wg_storage;
     uint32_t mv_rows, mv_units, mv_min_wgs;
     /* MATMUL with the int8 token (int8_dot, a matrix in a GPU layout): tile
-     * tuning (0: defaults, 64 tokens x 128 rows, 4 tokens per invocation;
+     * tuning (0: defaults, 64 tokens x 64 rows, 2 tokens per invocation;
      * see sl_gpu_matmul_tuning_ok) */
     uint32_t mm_tokens, mm_rows, mm_inv_tokens;
     /* MATVEC, QKV, FFN_IN: matrices in a GPU layout (Q4_0, Q8_0, Q4_K,

@@ -195,7 +195,7 @@ if (!existsSync(wasmPath)) {
     }
   });
 
-  // The int8 mat-mul (prefill; dot4I8Packed): tiles of 64 tokens x 128 rows
+  // The int8 mat-mul (prefill; dot4I8Packed): tiles of 64 tokens x 64 rows
   // (and other tunings), the tokens quantized per 32 columns by each
   // workgroup; partial tiles in tokens and rows, rows in chunks, every
   // epilogue, wide rows, against the float64 reference within the int8
@@ -212,7 +212,7 @@ if (!existsSync(wasmPath)) {
     }
     const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
     // other tiles: tokens x rows per workgroup, tokens per invocation (two per format)
-    const tiles = [[32, 64, 2], [128, 128, 8], [64, 64, 4], [32, 128, 1]];
+    const tiles = [[32, 64, 2], [128, 128, 8], [64, 128, 4], [32, 128, 1]];
     for (const [k, type] of [TYPES.Q4_0, TYPES.Q8_0, TYPES.Q4_K, TYPES.Q6_K].entries()) {
       const kq = type === TYPES.Q4_K || type === TYPES.Q6_K;
       // [rows, cols, tokens, epilogue, rows per chunk]

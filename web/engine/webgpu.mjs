@@ -490,7 +490,7 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT,
 // $STREAMLLM_GPU_MAX_BINDING, $STREAMLLM_GPU_LAYOUT (raw, all),
 // $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_INT8=0,
-// $STREAMLLM_GPU_MM (TOKENS,ROWS,INV_TOKENS, e.g. 64,128,4) and
+// $STREAMLLM_GPU_MM (TOKENS,ROWS,INV_TOKENS, e.g. 64,64,2) and
 // $STREAMLLM_GPU_FIRST_CHUNK set budget, nOut, maxBinding, layouts, matvec,
 // int8, matmul and firstChunk when the options do not.
 const LAYOUTS = { fast: 0, raw: 1, all: 2 };
