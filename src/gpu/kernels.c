@@ -626,6 +626,11 @@ static int put_unit_dot(text *t, sl_type type, uint32_t cols, const char *arr, c
  * of w, from its 16 int8, the token's sum over 16 elements, Q4_K's 6-bit
  * scales and mins of half block hi, and Q6_K's 4 x 16 elements of a half
  * block (a: low ql bytes, c: high ql bytes, hq: qh bytes of 16 positions). */
+/* 16 int8 of a weight word times 16 of the token (the int8 mat-vecs and mat-muls) */
+static const char *INT8_DOT16 =
+    "fn d16(a: vec4<u32>, b: vec4<u32>) -> i32 {\n"
+    "  return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));\n}\n";
+
 static const char *LAYOUT_DOTS =
     "fn d16n(w: vec4<u32>, s: u32, xo: u32, e: u32) -> f32 {\n"
     "  return dot(nib(w.x, s), xv(xo, e)) + dot(nib(w.y, s), xv(xo, e + 4u))\n"
@@ -792,11 +797,8 @@ static void put_mv_common(text *t, const sl_gpu_kernel_desc *d, const mv_shape *
     if (xs) put(t, "var<workgroup> XS: array<vec4<f32>, %uu>;\n", d->cols / 4);
     if (mv_int8(d))
         put(t, "var<workgroup> XQ: array<vec4<u32>, %uu>;\nvar<workgroup> XD: array<vec2<f32>, %uu>;\n"
-               "var<workgroup> XH: array<vec2<i32>, %uu>;\n"
-               /* 16 int8 of a weight word times 16 of the token */
-               "fn d16(a: vec4<u32>, b: vec4<u32>) -> i32 {\n"
-               "  return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));\n}\n",
-            d->cols / 16, d->cols / 32, d->cols / 32);
+               "var<workgroup> XH: array<vec2<i32>, %uu>;\n%s",
+            d->cols / 16, d->cols / 32, d->cols / 32, INT8_DOT16);
     /* the row sums reuse XS when it is large enough */
     if (!xs || d->cols / 4 < 256) put(t, "var<workgroup> R4: array<vec4<f32>, WG>;\n");
 }
@@ -1312,10 +1314,8 @@ static void gen_matmul_int8(text *t, const sl_gpu_kernel_desc *d) {
            "var<workgroup> XD: array<f32, BM>;\n"     /* the token block's scale */
            "var<workgroup> XA: array<f32, %uu>;\n"     /* each part's largest magnitude */
            "var<workgroup> XI: array<i32, %uu>;\n"     /* each part's sum of quants (Q4_K) */
-           "%s"
-           "fn d16(a: vec4<u32>, b: vec4<u32>) -> i32 {\n"
-           "  return (dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y)) + (dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w));\n}\n",
-        sh.BN * 3, sh.BM * 3, MM_WG, MM_WG, LAYOUT_READERS);
+           "%s%s",
+        sh.BN * 3, sh.BM * 3, MM_WG, MM_WG, LAYOUT_READERS, INT8_DOT16);
     put_main(t, d, "256");
     put(t, "  let n = step.n_tokens;\n"
            "  let r0 = wid.x * BN; let t0 = wid.y * BM;\n"

@@ -165,17 +165,20 @@ if (!existsSync(wasmPath)) {
   // so against the float64 reference within the int8 rounding of the token
   // (about 0.4% rms), not 2e-5; a wrong element would give nrmse ~1.
   const INT8_TOL = 1e-2;
-  test('int8 token for Q4_0, Q8_0, Q4_K and Q6_K mat-vecs (dot4I8Packed)', async (t) => {
-    if (!(await requireGpu(t))) return;
+  const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
+  // a device and WGSL's dot4I8Packed; without it a loud skip (a failure in CI)
+  async function requireInt8Dot(t) {
+    if (!(await requireGpu(t))) return false;
     const { info } = await setup();
-    if (!info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) {
-      const msg = 'WGSL lacks packed_4x8_integer_dot_product';
-      if (process.env.CI === 'true') assert.fail(msg);
-      console.error(`SKIP ${msg}`);
-      t.skip(msg);
-      return;
-    }
-    const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
+    if (info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) return true;
+    const msg = 'WGSL lacks packed_4x8_integer_dot_product';
+    if (process.env.CI === 'true') assert.fail(msg);
+    console.error(`SKIP ${msg}`);
+    t.skip(msg);
+    return false;
+  }
+  test('int8 token for Q4_0, Q8_0, Q4_K and Q6_K mat-vecs (dot4I8Packed)', async (t) => {
+    if (!(await requireInt8Dot(t))) return;
     for (const type of [TYPES.Q4_0, TYPES.Q8_0, TYPES.Q4_K, TYPES.Q6_K]) {
       // blocks of 256; 16 rows: the error of a single row (one value) is too noisy a measure
       const kq = type === TYPES.Q4_K || type === TYPES.Q6_K;
@@ -201,16 +204,7 @@ if (!existsSync(wasmPath)) {
   // epilogue, wide rows, against the float64 reference within the int8
   // tolerance.
   test('int8 token for Q4_0, Q8_0, Q4_K and Q6_K mat-muls (dot4I8Packed)', async (t) => {
-    if (!(await requireGpu(t))) return;
-    const { info } = await setup();
-    if (!info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product')) {
-      const msg = 'WGSL lacks packed_4x8_integer_dot_product';
-      if (process.env.CI === 'true') assert.fail(msg);
-      console.error(`SKIP ${msg}`);
-      t.skip(msg);
-      return;
-    }
-    const close = (r, what) => assert.ok(r.nrmse <= INT8_TOL, `${what}: nrmse ${r.nrmse} > ${INT8_TOL}`);
+    if (!(await requireInt8Dot(t))) return;
     // other tiles: tokens x rows per workgroup, tokens per invocation (two per format)
     const tiles = [[32, 64, 2], [128, 128, 8], [64, 128, 4], [32, 128, 1]];
     for (const [k, type] of [TYPES.Q4_0, TYPES.Q8_0, TYPES.Q4_K, TYPES.Q6_K].entries()) {
