@@ -51,6 +51,7 @@ enum {
     WG_CAP_HAS_SUBGROUPS = 8,      /* 1 when the device has subgroups */
     WG_CAP_HAS_SUBGROUP_ID = 9,    /* 1 when WGSL has the subgroup_id builtin (language feature) */
     WG_CAP_HAS_DOT4 = 10,          /* 1 when WGSL has dot4I8Packed (packed_4x8_integer_dot_product) */
+    WG_CAP_SUBGROUP_MIN_SIZE = 11, /* the adapter's subgroupMinSize (0: unknown or no subgroups) */
     WG_CAP_COUNT
 };
 

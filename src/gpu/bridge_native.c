@@ -34,7 +34,7 @@ static const double native_default_caps[WG_CAP_COUNT] = {
     [WG_CAP_MAX_WORKGROUPS] = 65535,      [WG_CAP_STORAGE_ALIGN] = 256,
     [WG_CAP_MAX_STORAGE_BUFFERS] = 8,     [WG_CAP_HAS_F16] = 0,
     [WG_CAP_HAS_SUBGROUPS] = 1,           [WG_CAP_HAS_SUBGROUP_ID] = 1,
-    [WG_CAP_HAS_DOT4] = 1,
+    [WG_CAP_HAS_DOT4] = 1,                [WG_CAP_SUBGROUP_MIN_SIZE] = 4,
 };
 static double native_caps[WG_CAP_COUNT];
 static int native_caps_set;

@@ -98,6 +98,7 @@ sl_gpu_caps sl_gpu_device_caps(void) {
         .has_subgroups = wg_caps(WG_CAP_HAS_SUBGROUPS) != 0,
         .has_subgroup_id = wg_caps(WG_CAP_HAS_SUBGROUP_ID) != 0,
         .has_dot4 = wg_caps(WG_CAP_HAS_DOT4) != 0,
+        .subgroup_min = (uint32_t)wg_caps(WG_CAP_SUBGROUP_MIN_SIZE),
     };
     return c;
 }
@@ -170,6 +171,7 @@ static int add_op(sl_gpu_engine *e, op_list *l, const sl_gpu_kernel_desc *d, con
     memcpy(all + 1, b, (size_t)n * sizeof *b);
     sl_gpu_kernel_desc dd = *d;
     dd.subgroups = e->plan->caps.has_subgroups && e->plan->caps.has_subgroup_id;
+    dd.subgroup_min = dd.subgroups ? e->plan->caps.subgroup_min : 0;
     dd.layouts = e->params.layouts;
     dd.max_wg_storage = e->plan->caps.max_wg_storage;
     dd.mv_rows = e->params.mv_rows;

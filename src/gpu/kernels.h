@@ -125,6 +125,11 @@ typedef struct sl_gpu_kernel_desc {
      * the subgroups feature and WGSL the subgroup_id builtin); else through
      * workgroup memory only. */
     bool subgroups;
+    /* With subgroups: the device's smallest subgroup size (0: unknown). The
+     * mat-vecs sum a row's partial dots by subgroup shuffles where its
+     * invocations fit one subgroup, and quantize the int8 token 4 lanes per
+     * block of 32 from 4 on. */
+    uint32_t subgroup_min;
     /* ROPE_KV, ATTN_DECODE, ATTN_PREFILL: the K and V caches hold f16
      * (`enable f16;`: the device must have shader-f16); ROPE_KV rounds what
      * it stores, the attention kernels widen what they read and accumulate

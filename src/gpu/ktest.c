@@ -89,6 +89,7 @@ static int dispatch(sl_gpu_ktest *t, const sl_gpu_kernel_desc *desc, const wg_bi
                     uint32_t n_tokens, uint32_t n_splits, sl_error *err) {
     sl_gpu_kernel_desc dd = *desc, *d = &dd;
     d->subgroups = wg_caps(WG_CAP_HAS_SUBGROUPS) != 0 && wg_caps(WG_CAP_HAS_SUBGROUP_ID) != 0;
+    d->subgroup_min = d->subgroups ? (uint32_t)wg_caps(WG_CAP_SUBGROUP_MIN_SIZE) : 0;
     d->max_wg_storage = (uint32_t)wg_caps(WG_CAP_MAX_WG_STORAGE);
     if (n != sl_gpu_kernel_n_bindings(d)) return sl_err(err, "ktest: %d bindings for kernel %d", n, (int)d->kernel);
     char *src = sl_gpu_kernel_wgsl(d, err);

@@ -43,6 +43,7 @@ typedef struct sl_gpu_caps {
     bool has_f16, has_subgroups;
     bool has_subgroup_id;         /* WGSL's subgroup_id / num_subgroups builtins */
     bool has_dot4;                /* WGSL's dot4I8Packed and pack4xI8 */
+    uint32_t subgroup_min;        /* the smallest subgroup size (0: unknown) */
 } sl_gpu_caps;
 
 /* WebGPU's default limits: what every device offers. */

@@ -119,7 +119,8 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       l.maxComputeWorkgroupStorageSize, l.maxComputeWorkgroupsPerDimension, l.minStorageBufferOffsetAlignment,
       l.maxStorageBuffersPerShaderStage, device.features.has('shader-f16') ? 1 : 0,
       device.features.has('subgroups') ? 1 : 0, wgslLanguageFeatures?.has?.('subgroup_id') ? 1 : 0,
-      wgslLanguageFeatures?.has?.('packed_4x8_integer_dot_product') ? 1 : 0];
+      wgslLanguageFeatures?.has?.('packed_4x8_integer_dot_product') ? 1 : 0,
+      device.features.has('subgroups') ? (device.adapterInfo?.subgroupMinSize ?? 0) : 0];
   };
   let capList = null;
 
