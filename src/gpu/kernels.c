@@ -861,29 +861,48 @@ static void put_x_prologue(text *t, const sl_gpu_kernel_desc *d, bool xs, bool n
     const bool defer = norm && mv_norm_deferred(d);
     if (defer) put(t, "  var ss = 0.0;\n");
     if (mv_shuffle_quant(d) && !xs) {
-        /* 4 consecutive lanes per block of 32, 8 elements each (all lanes run
-         * the same iterations: the shuffles need them) */
-        put(t, "  for (var j0 = 0u; j0 < COLS / 8u; j0 += WG) {\n"
-               "    let j = j0 + ri; let ok = j < COLS / 8u; let jj = min(j, COLS / 8u - 1u);\n"
-               "    var v0: vec4<f32>; var v1: vec4<f32>;\n");
-        for (int h = 0; h < 2; h++) {
-            put(t, "    { let i = 2u * jj + %du; ", h);
-            if (defer) put(t, "let xr = %s; ss += select(0.0, dot(xr, xr), ok); v%d = xr * %s; }\n", src, h, gv);
-            else if (norm) put(t, "v%d = %s * g_scale * %s; }\n", h, src, gv);
-            else put(t, "v%d = %s; }\n", h, src);
-        }
-        put(t, "    let a = max(abs(v0), abs(v1)); var amax = max(max(a.x, a.y), max(a.z, a.w));\n"
-               "    amax = max(amax, subgroupShuffleXor(amax, 1u)); amax = max(amax, subgroupShuffleXor(amax, 2u));\n"
-               "    let d = amax / 127.0; let id = select(0.0, 1.0 / d, d > 0.0);\n"
-               "    let q0 = vec4<i32>(round(v0 * id)); let q1 = vec4<i32>(round(v1 * id));\n"
-               "    let sq = q0 + q1; var s = (sq.x + sq.y) + (sq.z + sq.w);\n"
+        /* 4 consecutive lanes per block of 32, 8 elements each. The token's
+         * loads of up to 8 rounds are all issued before their math (one
+         * memory latency, not one per round: ffn_down's 14336 columns take 7);
+         * every lane runs every round (the shuffles need them). */
+        const uint32_t rounds = div_up(d->cols / 8, 256), batch = rounds < 8 ? rounds : 8;
+        put(t, "  for (var b0 = 0u; b0 < %uu; b0 += %uu) {\n"
+               "    var xa: array<vec4<f32>, %u>;\n",
+            rounds, batch, 2 * batch);
+        if (norm) put(t, "    var ga: array<vec4<f32>, %u>;\n", 2 * batch);
+        put(t, "    for (var r = 0u; r < %uu; r++) {\n"
+               "      let jj = min((b0 + r) * WG + ri, COLS / 8u - 1u);\n"
+               "      for (var h = 0u; h < 2u; h++) {\n"
+               "        let i = 2u * jj + h;\n"
+               "        xa[2u * r + h] = %s;\n",
+            batch, src);
+        if (norm) put(t, "        ga[2u * r + h] = %s;\n", gv);
+        put(t, "      }\n"
+               "    }\n"
+               "    for (var r = 0u; r < %uu; r++) {\n"
+               "      let j = (b0 + r) * WG + ri; let ok = b0 + r < %uu && j < COLS / 8u; let jj = min(j, COLS / 8u - 1u);\n",
+            batch, rounds);
+        if (defer)
+            put(t, "      let x0 = xa[2u * r]; let x1 = xa[2u * r + 1u];\n"
+                   "      ss += select(0.0, dot(x0, x0) + dot(x1, x1), ok);\n"
+                   "      let v0 = x0 * ga[2u * r]; let v1 = x1 * ga[2u * r + 1u];\n");
+        else if (norm)
+            put(t, "      let v0 = xa[2u * r] * g_scale * ga[2u * r]; let v1 = xa[2u * r + 1u] * g_scale * ga[2u * r + 1u];\n");
+        else
+            put(t, "      let v0 = xa[2u * r]; let v1 = xa[2u * r + 1u];\n");
+        put(t, "      let a = max(abs(v0), abs(v1)); var amax = max(max(a.x, a.y), max(a.z, a.w));\n"
+               "      amax = max(amax, subgroupShuffleXor(amax, 1u)); amax = max(amax, subgroupShuffleXor(amax, 2u));\n"
+               "      let d = amax / 127.0; let id = select(0.0, 1.0 / d, d > 0.0);\n"
+               "      let q0 = vec4<i32>(round(v0 * id)); let q1 = vec4<i32>(round(v1 * id));\n"
+               "      let sq = q0 + q1; var s = (sq.x + sq.y) + (sq.z + sq.w);\n"
                /* s: the sum of the lane's 16 (lanes 0-1: elements 0-15, 2-3: 16-31), s2 the other 16 */
-               "    s += subgroupShuffleXor(s, 1u); let s2 = subgroupShuffleXor(s, 2u);\n"
-               "    let k = jj / 4u; let l = jj %% 4u;\n"
-               "    if (ok) {\n"
-               "      XQ[2u * k + (l >> 1u)][(2u * l) & 3u] = pack4xI8(q0);\n"
-               "      XQ[2u * k + (l >> 1u)][(2u * l + 1u) & 3u] = pack4xI8(q1);\n"
-               "      if (l == 0u) { XD[k] = vec2<f32>(d, d * f32(s + s2)); XH[k] = vec2<i32>(s, s2); }\n"
+               "      s += subgroupShuffleXor(s, 1u); let s2 = subgroupShuffleXor(s, 2u);\n"
+               "      let k = jj / 4u; let l = jj %% 4u;\n"
+               "      if (ok) {\n"
+               "        XQ[2u * k + (l >> 1u)][(2u * l) & 3u] = pack4xI8(q0);\n"
+               "        XQ[2u * k + (l >> 1u)][(2u * l + 1u) & 3u] = pack4xI8(q1);\n"
+               "        if (l == 0u) { XD[k] = vec2<f32>(d, d * f32(s + s2)); XH[k] = vec2<i32>(s, s2); }\n"
+               "      }\n"
                "    }\n"
                "  }\n");
     } else {
