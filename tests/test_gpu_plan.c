@@ -623,6 +623,28 @@ static void test_kernels(void) {
         CHECK(src && !strstr(src, "array<vec4<u32>>") && !strstr(src, "dot4I8Packed"));
         free(src);
     }
+    /* a decode mat-vec (Llama-3.1-8B's ffn_down: 32 invocations per row) sums
+     * its rows by subgroup shuffles only where 32 invocations fit the smallest
+     * subgroup, quantizes the int8 token 4 lanes per block where subgroups
+     * have 4 lanes, and a normed one applies the RMS scale to its dots */
+    for (uint32_t sg = 0; sg <= 32; sg = sg ? 2 * sg : 4) {
+        for (int norm = 0; norm < 2; norm++) {
+            sl_gpu_kernel_desc d = {.kernel = SL_GK_MATVEC, .type = SL_TYPE_Q4_0, .cols = 14336, .rows = 4096,
+                                    .out_stride = 4096, .epilogue = SL_EPI_ADD, .int8_dot = true, .norm = norm,
+                                    .layouts = SL_GPU_LAYOUTS_ALL, .max_wg_storage = 49152, .subgroups = sg > 0,
+                                    .subgroup_min = sg, .eps = 1e-5f};
+            char *src = sl_gpu_kernel_wgsl(&d, &err);
+            CHECKF(src && strstr(src, "const T: u32 = 32u;"), "sg %u: %s", sg, src ? "T" : err.msg);
+            if (src) {
+                CHECKF((strstr(src, "subgroupShuffleXor(res_s, 16u)") != NULL) == (sg >= 32) &&
+                           (strstr(src, "R4[ri] = ") != NULL) == (sg < 32),
+                       "sg %u: row sums", sg);
+                CHECKF((strstr(src, "subgroupShuffleXor(amax, 2u)") != NULL) == (sg >= 4), "sg %u: quantization", sg);
+                CHECKF((strstr(src, "return res * g_scale;") != NULL) == (norm == 1), "sg %u norm %d", sg, norm);
+            }
+            free(src);
+        }
+    }
     sl_gpu_kernel_desc bad = {.kernel = SL_GK_MATVEC, .type = SL_TYPE_Q4_0, .cols = 33, .rows = 1};
     CHECK(sl_gpu_kernel_wgsl(&bad, &err) == NULL && strstr(err.msg, "shape"));
 
