@@ -3,7 +3,7 @@
 // llama-bench: ppN evaluates N tokens as one batch, tgN generates N tokens
 // one at a time (each step reads its logits back, as generation does), both
 // from an empty cache; one warm-up run, then -r runs, medians. tgN-greedy:
-// greedy generation with the argmax on the GPU, a step in flight
+// greedy generation with the argmax on the GPU, steps in flight
 // (Engine.greedySteps: only ids come back; what temperature 0 runs). Also the
 // device's copy bandwidth (a WGSL vec4 copy kernel, bytes read + written)
 // and the decode floor: weight bytes read per token / that bandwidth.

@@ -79,7 +79,7 @@ struct sl_gpu_engine {
     unsigned char *scratch;
     /* greedy decoding: whether each id read-back slot waits for greedy_end;
      * whether the tokens buffer holds the id the last greedy step chose */
-    bool greedy_pending[2], greedy_chained;
+    bool greedy_pending[SL_GPU_GREEDY_SLOTS], greedy_chained;
 };
 
 /* Scratch for permuting weights: runs of up to half of it are written at once. */
@@ -924,7 +924,8 @@ int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err
     const int32_t V = e->m->hp.n_vocab;
     if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
     if (e->active || e->pending_bytes) return sl_err(err, "an evaluation is in progress");
-    if (slot < 0 || slot > 1) return sl_err(err, "greedy read-back slot %d (0 or 1)", slot);
+    if (slot < 0 || slot >= SL_GPU_GREEDY_SLOTS)
+        return sl_err(err, "greedy read-back slot %d (0 to %d)", slot, SL_GPU_GREEDY_SLOTS - 1);
     if (e->greedy_pending[slot]) return sl_err(err, "greedy read-back slot %d is still pending", slot);
     if (n_segments(p) != 1) return sl_err(err, "greedy decoding on the GPU needs the whole model resident");
     if (token >= V || (token < 0 && !e->greedy_chained))
@@ -954,11 +955,11 @@ int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err
 bool sl_gpu_greedy_ok(const sl_gpu_engine *e) { return n_segments(e->plan) == 1; }
 
 int32_t sl_gpu_greedy_staging(const sl_gpu_engine *e, int slot) {
-    return slot == 0 || slot == 1 ? e->bufs[e->plan->buf_greedy[slot]] : 0;
+    return slot >= 0 && slot < SL_GPU_GREEDY_SLOTS ? e->bufs[e->plan->buf_greedy[slot]] : 0;
 }
 
 int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err) {
-    if (slot < 0 || slot > 1 || !e->greedy_pending[slot]) return sl_err(err, "no greedy step pending in slot %d", slot);
+    if (slot < 0 || slot >= SL_GPU_GREEDY_SLOTS || !e->greedy_pending[slot]) return sl_err(err, "no greedy step pending in slot %d", slot);
     e->greedy_pending[slot] = false;
     uint32_t id = 0;
     if (wg_read_mapped(e->bufs[e->plan->buf_greedy[slot]], &id, 4) != 0) {

@@ -77,11 +77,15 @@ int64_t sl_gpu_pending_floats(const sl_gpu_engine *e);
 /* Greedy decoding on the GPU (whole model resident): a decode step of
  * `token` (>= 0), or (-1) of the id the previous greedy step chose, whose
  * argmax is taken on the GPU too; that id becomes the next step's input there
- * and is read back (4 bytes) into read-back slot `slot` (0 or 1). So the host
- * submits step n + 1 before it reads step n's id: the GPU does not wait for
- * the host between tokens. greedy_staging gives the slot's bridge buffer (the
- * host awaits its read-back), greedy_end its id. Stopping after step n with
- * step n + 1 in flight: greedy_end it too, and truncate to drop its token. */
+ * and is read back (4 bytes) into read-back slot `slot` (0 to
+ * SL_GPU_GREEDY_SLOTS - 1). So the host submits steps n + 1, n + 2... before
+ * it reads step n's id: the GPU does not wait for the host between tokens,
+ * nor through a pause of the host shorter than the steps queued (Node paused
+ * 10-20 ms about once per 128 tokens; with one step queued, Llama-3.1-8B on
+ * an H200 idled through it). greedy_staging gives the slot's bridge buffer
+ * (the host awaits its read-back), greedy_end its id. Stopping after step n
+ * with later steps in flight: greedy_end them too, and truncate to drop their
+ * tokens. SL_GPU_GREEDY_SLOTS: gpu/plan.h. */
 int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err);
 int32_t sl_gpu_greedy_staging(const sl_gpu_engine *e, int slot);
 int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err);

@@ -21,7 +21,7 @@
  *   gpu_eval_wants_layer(e) >= 0: upload that layer's tensors, then
  *   gpu_eval_continue(e) (gpu_eval_cancel(e) gives up); then after
  *   `await bridge.settle()`: gpu_eval_end(e, logits)
- *   gpu_greedy_ok(e); gpu_greedy_begin(e, token or -1, slot); after awaiting the read-back of
+ *   gpu_greedy_ok(e); gpu_greedy_slots(); gpu_greedy_begin(e, token or -1, slot); after awaiting the read-back of
  *   gpu_greedy_staging(e, slot): gpu_greedy_end(e, slot) -> id (gpu/gpu.h)
  *   gpu_n_ctx(e), gpu_n_past(e), gpu_n_out(e), gpu_truncate(e, n_keep), gpu_last_dispatches(e)
  *   gpu_ktest_begin(..., kv_f16, layouts, piece, pieces_reversed, mv_rows, mv_units, mv_min_wgs,
@@ -151,6 +151,7 @@ SL_EXPORT("gpu_greedy_begin") int32_t wasm_gpu_greedy_begin(sl_gpu_engine *e, in
     return sl_gpu_greedy_begin(e, token, slot, sl_wasm_err());
 }
 SL_EXPORT("gpu_greedy_ok") int32_t wasm_gpu_greedy_ok(const sl_gpu_engine *e) { return e && sl_gpu_greedy_ok(e); }
+SL_EXPORT("gpu_greedy_slots") int32_t wasm_gpu_greedy_slots(void) { return SL_GPU_GREEDY_SLOTS; }
 SL_EXPORT("gpu_greedy_staging") int32_t wasm_gpu_greedy_staging(const sl_gpu_engine *e, int32_t slot) {
     return e ? sl_gpu_greedy_staging(e, slot) : 0;
 }

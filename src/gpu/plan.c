@@ -394,10 +394,13 @@ static sl_gpu_plan *build(const sl_gguf *g, const sl_hparams *hp, const sl_gpu_p
         (p->buf_tokens = add_buffer(&b, SL_GPU_BUF_TOKENS, WG_USAGE_STORAGE, (uint64_t)p->n_batch * 4, "tokens",
                                     err)) < 0 ||
         (p->buf_argmax = add_buffer(&b, SL_GPU_BUF_LOGITS, WG_USAGE_STORAGE, (uint64_t)sl_gpu_argmax_parts((uint32_t)V) * 8,
-                                    "argmax", err)) < 0 ||
-        (p->buf_greedy[0] = add_buffer(&b, SL_GPU_BUF_STAGING, WG_USAGE_READBACK, 4, "greedy.0", err)) < 0 ||
-        (p->buf_greedy[1] = add_buffer(&b, SL_GPU_BUF_STAGING, WG_USAGE_READBACK, 4, "greedy.1", err)) < 0)
+                                    "argmax", err)) < 0)
         goto fail;
+    for (int i = 0; i < SL_GPU_GREEDY_SLOTS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "greedy.%d", i);
+        if ((p->buf_greedy[i] = add_buffer(&b, SL_GPU_BUF_STAGING, WG_USAGE_READBACK, 4, name, err)) < 0) goto fail;
+    }
 
     for (int i = 0; i < p->n_buffers; i++) {
         p->total += p->buffers[i].size;

@@ -558,26 +558,32 @@ export class Engine {
 
   // Greedy decoding with the argmax on the GPU (backend.greedy): evaluates
   // `id` (the token just chosen) and yields up to `limit` ids, each the
-  // argmax after the previous, while the GPU already evaluates that one: a
-  // step is always in flight, so the GPU never waits for the host between
-  // tokens. The context ends as if step() had followed every id but the last
-  // yielded (the consumer stops at an end-of-generation id without
-  // evaluating it): the step in flight when the consumer stops is dropped.
+  // argmax after the previous, while the GPU already evaluates the next ones:
+  // up to backend.greedySlots steps are in flight, so the GPU waits neither
+  // for the host between tokens nor through a pause of the host (a garbage
+  // collection) shorter than the steps queued. The context ends as if step()
+  // had followed every id but the last yielded (the consumer stops at an
+  // end-of-generation id without evaluating it): the steps in flight when the
+  // consumer stops are dropped.
   async *greedySteps(id, limit) {
     if (limit <= 0) return;
     const b = this.backend;
     const n0 = this.nPast();
+    const depth = b.greedySlots ?? 2;
     const inFlight = []; // read-back slots, oldest first
-    let slot = 0, yielded = 0;
+    let slot = 0, yielded = 0, submitted = 0;
     const submit = (token) => {
       b.greedyBegin(token, slot);
       inFlight.push(slot);
-      slot ^= 1;
+      slot = (slot + 1) % depth;
+      submitted++;
     };
     try {
       submit(id);
       while (yielded < limit) {
-        if (yielded + 1 < limit) submit(-1); // the id the step in flight will choose
+        // the ids the steps in flight will choose; the queue grows by one a
+        // step, so that the first id is not held up by recording all of them
+        while (inFlight.length < Math.min(depth, yielded + 2) && submitted < limit) submit(-1);
         const next = await b.greedyEnd(inFlight.shift());
         yielded++;
         yield next;

@@ -262,13 +262,16 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       // next command buffer now, while the GPU runs this one, so that the next
       // step (its token ids and step uniform are written to the queue before
       // it) is submitted without the host recording ~100 dispatches first.
-      // Its read-back is the one before this run's: the same, or, for greedy
-      // decoding's two alternating slots, the other one.
-      const prev = program.prevRead ?? [src, offset, len, staging];
-      program.prevRead = [src, offset, len, staging];
+      // Its read-back is the one that followed this run's the last time: the
+      // same, or, for greedy decoding's slots taken in turn, the next one.
+      const read = [src, offset, len, staging];
+      const readKey = read.join(':');
+      program.follows ??= new Map(); // read-back -> the one of the run after it
+      if (program.lastRead) program.follows.set(program.lastRead, read);
+      program.lastRead = readKey;
       if (!profiler && program.runs++ >= 1) {
         const t1 = performance.now();
-        const [ps, po, pl, pst] = prev;
+        const [ps, po, pl, pst] = program.follows.get(readKey) ?? read;
         program.next = record(program, ps, po, pl, pl > 0 ? get(pst, 'buffer') : null, chunked);
         program.nextKey = [ps, po, pl, pst, chunked].join(':');
         stats.preRecordMs += performance.now() - t1;
@@ -614,6 +617,7 @@ export async function webgpuBackend(options = {}) {
         // chosen id greedyEnd(slot) returns once read back; Engine.greedySteps
         // keeps a step in flight with them.
         greedy: ex.gpu_greedy_ok(e) !== 0,
+        greedySlots: ex.gpu_greedy_slots(),
         greedyBegin: (token, slot) => mod.status(ex.gpu_greedy_begin(e, token, slot)),
         async greedyEnd(slot) {
           await bridge.waitRead(ex.gpu_greedy_staging(e, slot));
