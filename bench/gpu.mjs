@@ -113,6 +113,8 @@ const engine = await Engine.create({ wasm: opt.wasm, backend: factory });
 const info = await engine.load(opt.m, { nCtx: opt.p + opt.n + 8, nBatch: Math.min(Math.max(opt.p, 1), 512) });
 const plan = engine.backend.plan;
 const V = info.n_vocab;
+// the per-device tuning at load (gpu-tune.mjs; $STREAMLLM_GPU_TUNE)
+const tuning = engine.gpuTuning;
 const toks = benchTokens(V, Math.max(opt.p, opt.n));
 
 // host time spent recording and submitting dispatches, and copying the
@@ -219,6 +221,7 @@ const out = {
   int8: factory.options.int8 !== false,
   layout: factory.options.layouts ?? 'fast',
   matvec: factory.options.matvec ?? {},
+  tuning: tuning ? { source: tuning.source, reason: tuning.reason, tuning: tuning.tuning, ms: tuning.ms, timings: tuning.timings } : null,
   firstChunk: factory.options.firstChunk ?? 4,
   results, bandwidth, weightBytes, floorTps, encodeUsPerToken, readUsPerToken,
   dispatchesPerToken: lastDispatches,
@@ -230,6 +233,11 @@ if (opt.json) {
 } else {
   const mv = Object.entries(out.matvec).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k} ${v}`).join(', ');
   console.log(`model ${opt.m}; adapter ${out.adapter}; layouts ${out.layout}; mat-vec ${mv || 'defaults'}${out.int8 ? ', int8 token' : ''}`);
+  const tu = out.tuning;
+  if (tu) {
+    const what = tu.tuning ? Object.entries(tu.tuning).map(([k, v]) => `${k} ${v || 'default'}`).join(', ') : '';
+    console.log(`mat-vec tuning at load: ${tu.source}${tu.reason ? ` (${tu.reason})` : ''}${what ? `: ${what}` : ''} in ${(tu.ms / 1000).toFixed(2)} s`);
+  }
   console.log('| test | t/s (median) | runs |');
   console.log('|---|---|---|');
   for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v.median.toFixed(1)} | ${v.runs.map((x) => x.toFixed(1)).join(' ')} |`);

@@ -446,6 +446,60 @@ static void run_on_demand(sl_model *m, const char *what) {
     free(logits);
 }
 
+/* Tuning the decode mat-vecs in place (sl_gpu_set_matvec_tuning, for
+ * web/engine/gpu-tune.mjs): new kernels with the new shapes, the context and
+ * the dispatch count kept; a bad tuning refused with the engine still
+ * usable; not while a greedy step is in flight. */
+static void test_matvec_retune(void) {
+    void *buf = NULL;
+    size_t size = 0;
+    sl_model *m = synth_model("tiny", "Q4_0", &buf, &size);
+    CHECK(m != NULL);
+    if (!m) return;
+    wg_native_reset();
+    sl_error err;
+    sl_gpu_params params = {.n_ctx = 64, .n_batch = 8, .n_out = 1, .int8 = true};
+    sl_gpu_engine *e = sl_gpu_engine_new(m, &params, &err);
+    CHECKF(e != NULL, "%s", err.msg);
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    if (!e || !logits || sl_gpu_upload_model(e, &err)) {
+        CHECK(0);
+        sl_gpu_engine_free(e);
+        free(logits);
+        sl_model_free(m);
+        free(buf);
+        return;
+    }
+    const wg_native_stats *s = wg_native_get_stats();
+    int32_t toks[4] = {1, 2, 3, 4};
+    CHECK(sl_gpu_eval_begin(e, toks, 4, false, &err) == 0 && sl_gpu_eval_end(e, logits, &err) == 0);
+    CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) == 0 && sl_gpu_eval_end(e, logits, &err) == 0);
+    const int decode = sl_gpu_last_dispatches(e);
+    const int pipes = s->n_pipelines;
+    const double hash = sl_gpu_kernels_hash(e);
+    CHECK(sl_gpu_set_matvec_tuning(e, 5, 0, 0, &err) != 0 && strstr(err.msg, "at most 4"));
+    CHECK(sl_gpu_set_matvec_tuning(e, 4, 1, 1, &err) == 0);
+    CHECKF(s->n_pipelines > pipes && sl_gpu_kernels_hash(e) != hash, "%d -> %d pipelines", pipes, s->n_pipelines);
+    bool shaped = false; /* a new mat-vec with 4 rows per invocation */
+    for (int32_t h = 1; h < 100000 && !shaped; h++) {
+        const char *src = wg_native_pipeline_source(h);
+        shaped = src && strstr(src, "kernel: matvec") && strstr(src, "const R: u32 = 4u;");
+    }
+    CHECK(shaped);
+    CHECK(sl_gpu_n_past(e) == 5);
+    CHECK(sl_gpu_eval_begin(e, toks, 1, false, &err) == 0 && sl_gpu_eval_end(e, logits, &err) == 0);
+    CHECKF(sl_gpu_last_dispatches(e) == decode && sl_gpu_n_past(e) == 6, "%d dispatches, %d before",
+           sl_gpu_last_dispatches(e), decode);
+    CHECK(sl_gpu_greedy_begin(e, 1, 0, &err) == 0);
+    CHECK(sl_gpu_set_matvec_tuning(e, 0, 0, 0, &err) != 0 && strstr(err.msg, "in flight"));
+    CHECK(sl_gpu_set_matvec_tuning(e, 0, 0, 0, &err) != 0);
+    CHECKF(s->n_errors == 0, "%s", s->first_error);
+    sl_gpu_engine_free(e);
+    free(logits);
+    sl_model_free(m);
+    free(buf);
+}
+
 /* A header-only model (no weight bytes in memory): every tensor streamed in
  * small pieces as the browser does, the rope factors completing the model. */
 static void test_header_only_stream(void) {
@@ -898,6 +952,7 @@ int main(void) {
     RUN(test_plan_synth);
     RUN(test_plan_errors);
     RUN(test_engine_synth);
+    RUN(test_matvec_retune);
     RUN(test_header_only_stream);
     RUN(test_kernels);
     RUN(test_layout);

@@ -11,7 +11,7 @@ const APP_FILES = ['./', 'index.html', 'app.js', 'app.css', 'markdown.js', 'stre
   'engine/wasm.mjs', 'engine/ring.mjs', 'engine/weights.mjs', 'engine/webgpu.mjs', 'engine/engine.wasm', 'engine/engine-mt.wasm',
   'engine/engine-relaxed.wasm', 'engine/engine-relaxed-mt.wasm',
   'engine/rendezvous.mjs', 'engine/sha256.mjs', 'engine/download.mjs', 'engine/download-worker.mjs', 'engine/store-common.mjs', 'engine/store-opfs.mjs',
-  'engine/store-cache.mjs', 'engine/threads.mjs', 'engine/cpu-worker.mjs', 'example.html', 'api/models'];
+  'engine/store-cache.mjs', 'engine/threads.mjs', 'engine/cpu-worker.mjs', 'engine/gpu-tune.mjs', 'example.html', 'api/models'];
 
 self.addEventListener('install', (ev) => {
   ev.waitUntil((async () => {

@@ -418,6 +418,21 @@ static int build_layers(sl_gpu_engine *e, op_list *l, int *start, bool decode, s
     return 0;
 }
 
+/* The ops the mat-vec tuning shapes: the decode layers and the head's
+ * mat-vec (which norms the last token itself: no final norm dispatch). */
+static int build_matvec_ops(sl_gpu_engine *e, sl_error *err) {
+    const sl_gpu_plan *p = e->plan;
+    const sl_gpu_tensor_plan *te = sl_gpu_plan_find(p, "token_embd.weight"),
+                             *on = sl_gpu_plan_find(p, "output_norm.weight"),
+                             *out = p->tied ? te : sl_gpu_plan_find(p, "output.weight");
+    wg_binding on_vec = bnd_vec(e, 4, on);
+    if (build_layers(e, &e->dec_layers, e->dec_start, true, err) ||
+        add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_X), bnd_whole(e, 3, p->buf_logits),
+                   SL_EPI_NONE, &on_vec, err))
+        return -1;
+    return 0;
+}
+
 static int build_ops(sl_gpu_engine *e, sl_error *err) {
     const sl_gpu_plan *p = e->plan;
     const sl_gpu_tensor_plan *te = sl_gpu_plan_find(p, "token_embd.weight"),
@@ -437,13 +452,8 @@ static int build_ops(sl_gpu_engine *e, sl_error *err) {
     e->pre_start = calloc((size_t)e->m->hp.n_layer + 1, sizeof *e->pre_start);
     if (!e->dec_start || !e->pre_start) return sl_err(err, "out of memory");
     e->fused = fused_decode_ok(e);
-    /* the head's mat-vec norms the last token itself (no final norm dispatch) */
-    wg_binding on_vec = bnd_vec(e, 4, on);
-    if (build_layers(e, &e->dec_layers, e->dec_start, true, err) ||
-        build_layers(e, &e->pre_layers, e->pre_start, false, err) ||
+    if (build_matvec_ops(e, err) || build_layers(e, &e->pre_layers, e->pre_start, false, err) ||
         add_rmsnorm(e, &e->final_norm, SL_ACT_X, bnd_act(e, 2, SL_ACT_XB_OUT), on, err) ||
-        add_matrix(e, &e->out_mv, SL_GK_MATVEC, out, bnd_act(e, 2, SL_ACT_X), bnd_whole(e, 3, p->buf_logits),
-                   SL_EPI_NONE, &on_vec, err) ||
         add_matrix(e, &e->out_mm, SL_GK_MATMUL, out, bnd_act(e, 2, SL_ACT_XB_OUT),
                    bnd_whole(e, 3, p->buf_logits), SL_EPI_NONE, NULL, err))
         return -1;
@@ -602,6 +612,88 @@ fail:
 static void free_list(op_list *l) {
     for (int i = 0; i < l->n; i++) wg_release(l->v[i].bind_group);
     free(l->v);
+    *l = (op_list){0};
+}
+
+int sl_gpu_set_matvec_tuning(sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs, sl_error *err) {
+    if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
+    if (e->active || e->pending_bytes) return sl_err(err, "an evaluation is in progress");
+    for (int i = 0; i < SL_GPU_GREEDY_SLOTS; i++)
+        if (e->greedy_pending[i]) return sl_err(err, "a greedy step is in flight");
+    if (rows > 4) return sl_err(err, "mat-vec tuning: %u rows per invocation (at most 4)", rows);
+    const sl_gpu_params before = e->params;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (attempt == 0) {
+            e->params.mv_rows = rows;
+            e->params.mv_units = units;
+            e->params.mv_min_wgs = min_wgs;
+        } else {
+            e->params = before; /* the tuning before, which built */
+        }
+        free_list(&e->dec_layers);
+        free_list(&e->out_mv);
+        /* the programs are recorded again when next used */
+        for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
+        e->n_progs = 0;
+        sl_error ignored;
+        if (build_matvec_ops(e, attempt == 0 ? err : &ignored) == 0) return attempt == 0 ? 0 : -1;
+    }
+    e->broken = true;
+    return -1;
+}
+
+char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs,
+                                   size_t *len, sl_error *err) {
+    const op_list *lists[] = {&e->dec_layers, &e->out_mv};
+    char *out = NULL;
+    size_t n = 0;
+    for (size_t li = 0; li < sizeof lists / sizeof lists[0]; li++) {
+        for (int i = 0; i < lists[li]->n; i++) {
+            sl_gpu_kernel_desc d = lists[li]->v[i].desc;
+            if (d.kernel != SL_GK_MATVEC && d.kernel != SL_GK_QKV && d.kernel != SL_GK_FFN_IN) continue;
+            d.mv_rows = rows;
+            d.mv_units = units;
+            d.mv_min_wgs = min_wgs;
+            char *src = sl_gpu_kernel_wgsl(&d, err);
+            if (!src) {
+                free(out);
+                return NULL;
+            }
+            bool known = false; /* made already, or listed */
+            for (int k = 0; k < e->n_pipes && !known; k++) known = !strcmp(e->pipes[k].source, src);
+            for (size_t at = 0; at < n && !known; at += strlen(out + at) + 1) known = !strcmp(out + at, src);
+            if (!known) {
+                const size_t sl = strlen(src) + 1;
+                char *grown = realloc(out, n + sl + 1);
+                if (!grown) {
+                    free(src);
+                    free(out);
+                    sl_err(err, "out of memory");
+                    return NULL;
+                }
+                out = grown;
+                memcpy(out + n, src, sl);
+                n += sl;
+            }
+            free(src);
+        }
+    }
+    if (!out && !(out = malloc(1))) {
+        sl_err(err, "out of memory");
+        return NULL;
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+/* FNV-1a over every kernel's text: another build of the kernels, or another
+ * model shape, gives another value (keys of tuning results). */
+double sl_gpu_kernels_hash(const sl_gpu_engine *e) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < e->n_pipes; i++)
+        for (const unsigned char *s = (const unsigned char *)e->pipes[i].source; *s; s++) h = (h ^ *s) * 1099511628211ull;
+    return (double)(h >> 11); /* 53 bits: exact in a double */
 }
 
 void sl_gpu_engine_free(sl_gpu_engine *e) {

@@ -92,6 +92,21 @@ int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err);
 /* Whether greedy_begin can run (the whole model resident). */
 bool sl_gpu_greedy_ok(const sl_gpu_engine *e);
 
+/* Changes the mat-vec tuning (kernels.h: mv_rows, mv_units, mv_min_wgs; 0:
+ * defaults) of a live engine: its decode kernels are built again, nothing
+ * else changes (weights, caches and context stay). For tuning on the device
+ * (web/engine/gpu-tune.mjs); not while an evaluation or a greedy step is in
+ * flight. */
+int sl_gpu_set_matvec_tuning(sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs, sl_error *err);
+/* The texts of the kernels that tuning would add (not made yet), each
+ * ending in a NUL, in *len bytes (malloc'd; +1 NUL at the end): to compile
+ * them ahead, in parallel, before trying the tuning. */
+char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs,
+                                   size_t *len, sl_error *err);
+/* A hash of the text of every kernel the engine made so far (at creation:
+ * those of the given tuning, for the model's shapes). */
+double sl_gpu_kernels_hash(const sl_gpu_engine *e);
+
 /* Programs recorded so far and dispatches in the last one run (for tests). */
 int sl_gpu_n_programs(const sl_gpu_engine *e);
 int sl_gpu_last_dispatches(const sl_gpu_engine *e);

@@ -152,6 +152,24 @@ SL_EXPORT("gpu_greedy_begin") int32_t wasm_gpu_greedy_begin(sl_gpu_engine *e, in
 }
 SL_EXPORT("gpu_greedy_ok") int32_t wasm_gpu_greedy_ok(const sl_gpu_engine *e) { return e && sl_gpu_greedy_ok(e); }
 SL_EXPORT("gpu_greedy_slots") int32_t wasm_gpu_greedy_slots(void) { return SL_GPU_GREEDY_SLOTS; }
+SL_EXPORT("gpu_set_matvec_tuning") int32_t wasm_gpu_set_matvec_tuning(sl_gpu_engine *e, int32_t rows, int32_t units,
+                                                                     int32_t min_wgs) {
+    if (!e) return sl_err(sl_wasm_err(), "gpu_set_matvec_tuning: no engine");
+    if (rows < 0 || units < 0 || min_wgs < 0) return sl_err(sl_wasm_err(), "mat-vec tuning: negative values");
+    return sl_gpu_set_matvec_tuning(e, (uint32_t)rows, (uint32_t)units, (uint32_t)min_wgs, sl_wasm_err());
+}
+/* gpu_matvec_tuning_sources(e, rows, units, min_wgs) -> the kernels' texts,
+ * each ending in a NUL, then an empty one (free it); 0 on error */
+SL_EXPORT("gpu_matvec_tuning_sources") char *wasm_gpu_matvec_tuning_sources(const sl_gpu_engine *e, int32_t rows,
+                                                                          int32_t units, int32_t min_wgs) {
+    if (!e || rows < 0 || units < 0 || min_wgs < 0) {
+        sl_err(sl_wasm_err(), "gpu_matvec_tuning_sources: bad arguments");
+        return NULL;
+    }
+    size_t len = 0;
+    return sl_gpu_matvec_tuning_sources(e, (uint32_t)rows, (uint32_t)units, (uint32_t)min_wgs, &len, sl_wasm_err());
+}
+SL_EXPORT("gpu_kernels_hash") double wasm_gpu_kernels_hash(const sl_gpu_engine *e) { return e ? sl_gpu_kernels_hash(e) : 0; }
 SL_EXPORT("gpu_greedy_staging") int32_t wasm_gpu_greedy_staging(const sl_gpu_engine *e, int32_t slot) {
     return e ? sl_gpu_greedy_staging(e, slot) : 0;
 }

@@ -202,6 +202,16 @@ export class Engine {
   // CPU threads the engine runs on (1 unless created with threads > 1).
   get threads() { return this.mod.threads; }
 
+  // WebGPU: the decode mat-vecs tuned on this device (gpu-tune.mjs), or their
+  // tuning from an earlier load; the outcome in this.gpuTuning.
+  async #tuneGpu() {
+    this.gpuTuning = null;
+    if (this.factory.name !== 'webgpu' || !this.backend?.setMatvecTuning) return;
+    const { tuneDecode } = await import('./gpu-tune.mjs');
+    const o = this.factory.options ?? {};
+    this.gpuTuning = await tuneDecode(this, { mode: o.tune ?? 'auto', cache: o.tuneCache ?? null, steps: o.tuneSteps ?? 0 });
+  }
+
   // Loads a model: a path (Node), bytes, a Blob or a source (see above).
   // options: nCtx (<= 0: min(n_ctx_train, 4096), at least minCtx), nBatch,
   // name (for models without general.name; default: the file name).
@@ -224,6 +234,7 @@ export class Engine {
       this.info = JSON.parse(mod.string(mod.handle(ex.model_info(this.model))));
       if (nCtx <= 0) nCtx = Math.max(minCtx, Math.min(this.info.n_ctx_train, 4096));
       this.backend = await this.factory.newContext({ mod, model: this.model, nCtx, nBatch });
+      await this.#tuneGpu();
     } catch (e) {
       this.free();
       throw e;
@@ -246,6 +257,7 @@ export class Engine {
       this.info = JSON.parse(mod.string(mod.handle(ex.model_info(this.model))));
       if (nCtx <= 0) nCtx = Math.max(minCtx, Math.min(this.info.n_ctx_train, 4096));
       this.backend = await this.factory.newContext({ mod, model: this.model, nCtx, nBatch });
+      await this.#tuneGpu();
     };
     this.model = mod.handle(ex.model_new());
     const direct = this.factory.name === 'cpu';

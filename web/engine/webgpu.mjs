@@ -5,6 +5,7 @@
 // this file only turns handles into WebGPU calls.
 
 import { EngineError } from './wasm.mjs';
+import { TUNING_CANDIDATES, isSoftwareAdapter } from './gpu-tune.mjs';
 
 // Usage flags of bridge.h (WG_USAGE_*).
 const USAGE_STORAGE = 1;
@@ -163,6 +164,8 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
     return cbs;
   }
 
+  const compiled = new Map(); // kernel text -> pipeline compiled ahead (precompile)
+  const compiling = new Map(); // kernel text -> its compile in flight
   const imports = {
     caps(which) {
       capList ??= caps();
@@ -194,7 +197,9 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
     pipeline_create(ptr, len) {
       const code = decoder.decode(new Uint8Array(mem(), ptr >>> 0, len >>> 0));
       let module;
-      const pipeline = scoped('compute pipeline', () => {
+      const ready = compiled.get(code);
+      compiled.delete(code);
+      const pipeline = ready ?? scoped('compute pipeline', () => {
         module = device.createShaderModule({ code });
         return device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
       }, async () => {
@@ -403,6 +408,30 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
         await Promise.all(p);
       }
     },
+    // Compiles kernels ahead with createComputePipelineAsync, all at once
+    // (the driver compiles them in parallel); pipeline_create then takes
+    // them ready. A kernel that fails here is made again there, which
+    // reports the error.
+    async precompile(codes) {
+      await Promise.all(codes.map((code) => {
+        if (compiled.has(code)) return null;
+        let p = compiling.get(code);
+        if (!p) {
+          p = (async () => {
+            try {
+              const module = device.createShaderModule({ code });
+              compiled.set(code, await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
+            } catch {
+              /* made again by pipeline_create, which reports the error */
+            } finally {
+              compiling.delete(code);
+            }
+          })();
+          compiling.set(code, p);
+        }
+        return p;
+      }));
+    },
     // Throws the first device error, if any (after settle()).
     check(prefix = 'WebGPU') {
       if (errors.length) throw new EngineError(`${prefix}: ${errors[0]}`);
@@ -490,13 +519,17 @@ async function uploadTensors(mod, e, tensors, sources, chunk) {
 // tokens x rows per workgroup, tokens per invocation; src/gpu/kernels.h,
 // sl_gpu_matmul_tuning_ok; unset: defaults), firstChunk (dispatches in a step's
 // first command buffer, then twice as many in each next; 0: one command
-// buffer; default 4: see record()).
+// buffer; default 4: see record()), tune (per-device tuning of the decode
+// mat-vecs at load, gpu-tune.mjs: 'auto', the default: on hardware adapters,
+// the result cached; true: also on software ones; false: never; tuneCache:
+// where results are kept, { get, set }; tuneSteps: decoding steps per timing,
+// for tests).
 // In Node, $STREAMLLM_GPU_BUDGET, $STREAMLLM_GPU_N_OUT,
 // $STREAMLLM_GPU_MAX_BINDING, $STREAMLLM_GPU_LAYOUT (raw, all),
-// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_INT8=0,
+// $STREAMLLM_GPU_MV_ROWS / _UNITS / _MIN_WGS, $STREAMLLM_GPU_TUNE (1, 0, auto), $STREAMLLM_GPU_INT8=0,
 // $STREAMLLM_GPU_MM (TOKENS,ROWS,INV_TOKENS, e.g. 64,64,2) and
 // $STREAMLLM_GPU_FIRST_CHUNK set budget, nOut, maxBinding, layouts, matvec,
-// int8, matmul and firstChunk when the options do not.
+// int8, matmul, firstChunk and tune when the options do not.
 const LAYOUTS = { fast: 0, raw: 1, all: 2 };
 export function layoutsCode(name = 'fast') {
   if (!(name in LAYOUTS)) throw new EngineError(`webgpu: layouts must be one of ${Object.keys(LAYOUTS).join(', ')}, not ${name}`);
@@ -508,7 +541,9 @@ export async function webgpuBackend(options = {}) {
   const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
   options = {
     budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
-    layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
+    layouts: env.STREAMLLM_GPU_LAYOUT || undefined,
+    tune: env.STREAMLLM_GPU_TUNE === undefined || env.STREAMLLM_GPU_TUNE === '' ? undefined
+      : env.STREAMLLM_GPU_TUNE === '1' ? true : env.STREAMLLM_GPU_TUNE === '0' ? false : 'auto', int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
     matvec: { rows: num(env.STREAMLLM_GPU_MV_ROWS), units: num(env.STREAMLLM_GPU_MV_UNITS), minWorkgroups: num(env.STREAMLLM_GPU_MV_MIN_WGS) },
     matmul: (([tokens, rows, invTokens]) => ({ tokens: num(tokens), rows: num(rows), invTokens: num(invTokens) }))((env.STREAMLLM_GPU_MM ?? '').split(',')),
     ...options,
@@ -558,6 +593,32 @@ export async function webgpuBackend(options = {}) {
         options.maxBinding ?? 0, options.onDemand === false ? 0 : 1, options.kvF16 ? 1 : 0, layoutsCode(options.layouts),
         tune.rows ?? 0, tune.units ?? 0, tune.minWorkgroups ?? 0, options.int8 === false ? 0 : 1,
         mm.tokens ?? 0, mm.rows ?? 0, mm.invTokens ?? 0));
+      // compiles the kernels that these mat-vec tunings would add (not made yet)
+      const prepareTunings = async (list) => {
+        const codes = [];
+        for (const { rows = 0, units = 0, minWorkgroups = 0 } of list) {
+          const p = mod.handle(ex.gpu_matvec_tuning_sources(e, rows, units, minWorkgroups));
+          try {
+            const mem = mod.u8();
+            for (let at = p; mem[at] !== 0;) {
+              let end = at;
+              while (mem[end] !== 0) end++;
+              codes.push(new TextDecoder().decode(mem.slice(at, end)));
+              at = end + 1;
+            }
+          } finally {
+            mod.free(p);
+          }
+        }
+        await bridge.precompile(codes);
+      };
+      // the kernels of the tuning candidates compiled while the weights upload
+      // (gpu-tune.mjs times them after the load: one after another, their
+      // compiles took 2-5 s per candidate for Llama-3.1-8B on an H200)
+      const fixedTuning = !!(tune.rows || tune.units || tune.minWorkgroups);
+      const tuneAhead = !fixedTuning && options.tune !== false && (options.tune === true || !isSoftwareAdapter(info)) && ex.gpu_greedy_ok(e)
+        ? prepareTunings(TUNING_CANDIDATES) : null;
+      tuneAhead?.catch(() => {});
       const tensors = tensorList(mod, model);
       const chunk = options.uploadChunk ?? (16 << 20);
       try {
@@ -618,6 +679,15 @@ export async function webgpuBackend(options = {}) {
         // keeps a step in flight with them.
         greedy: ex.gpu_greedy_ok(e) !== 0,
         greedySlots: ex.gpu_greedy_slots(),
+        // per-device tuning (gpu-tune.mjs): the kernels' hash at creation, and
+        // the decode mat-vecs' tuning changed in place (not when the options fix it)
+        kernelsHash: ex.gpu_kernels_hash(e),
+        setMatvecTuning: tune.rows || tune.units || tune.minWorkgroups ? null : ({ rows = 0, units = 0, minWorkgroups = 0 }) => {
+          mod.status(ex.gpu_set_matvec_tuning(e, rows, units, minWorkgroups));
+          bridge.check('WebGPU tuning');
+        },
+        // compiles the kernels of these tunings ahead, all at once
+        prepareMatvecTunings: prepareTunings,
         greedyBegin: (token, slot) => mod.status(ex.gpu_greedy_begin(e, token, slot)),
         async greedyEnd(slot) {
           await bridge.waitRead(ex.gpu_greedy_staging(e, slot));

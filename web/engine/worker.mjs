@@ -340,6 +340,8 @@ export class EngineHost {
       backend: e.backendName,
       backendLabel: e.backendName === 'webgpu' ? 'WebGPU' : 'CPU (WebAssembly), slower',
       threads: e.threads,
+      // the per-device tuning of the decode kernels at load (gpu-tune.mjs)
+      gpuTuning: e.gpuTuning ? { source: e.gpuTuning.source, reason: e.gpuTuning.reason ?? null, tuning: e.gpuTuning.tuning, ms: e.gpuTuning.ms } : null,
       fallbackReason: li.fallbackReason,
       crossOriginIsolated: !!globalThis.crossOriginIsolated,
       adapter: adapter && typeof adapter === 'object'
