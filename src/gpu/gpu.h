@@ -81,8 +81,8 @@ int64_t sl_gpu_pending_floats(const sl_gpu_engine *e);
  * SL_GPU_GREEDY_SLOTS - 1). So the host submits steps n + 1, n + 2... before
  * it reads step n's id: the GPU does not wait for the host between tokens,
  * nor through a pause of the host shorter than the steps queued (Node paused
- * 10-20 ms about once per 128 tokens; with one step queued, Llama-3.1-8B on
- * an H200 idled through it). greedy_staging gives the slot's bridge buffer
+ * 13-38 ms now and then; with one step queued, Llama-3.1-8B on an H200
+ * idled through it; web/engine/engine.mjs queues about 50 ms). greedy_staging gives the slot's bridge buffer
  * (the host awaits its read-back), greedy_end its id. Stopping after step n
  * with later steps in flight: greedy_end them too, and truncate to drop their
  * tokens. SL_GPU_GREEDY_SLOTS: gpu/plan.h. */

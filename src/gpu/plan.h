@@ -65,7 +65,7 @@ typedef struct sl_gpu_params {
 } sl_gpu_params;
 
 /* Read-back slots of greedy decoding on the GPU (gpu.h: sl_gpu_greedy_begin). */
-enum { SL_GPU_GREEDY_SLOTS = 8 };
+enum { SL_GPU_GREEDY_SLOTS = 32 };
 
 typedef enum sl_gpu_buf_kind {
     SL_GPU_BUF_WEIGHT,

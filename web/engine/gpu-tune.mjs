@@ -99,7 +99,10 @@ export async function tuneDecode(engine, { mode = 'auto', cache = null, steps = 
   if (!b?.setMatvecTuning || !b.greedy) return done({ source: 'skipped', reason: 'no greedy decoding on the GPU (the model is not resident)', tuning: null });
   if (mode === 'auto' && isSoftwareAdapter(adapter)) return done({ source: 'skipped', reason: 'software adapter', tuning: null });
   if (engine.nPast() !== 0) throw new EngineError('GPU tuning needs an empty context');
-  if (engine.nCtx() - 2 < (b.greedySlots ?? 2) + 5) return done({ source: 'skipped', reason: 'the context is too short to time decoding', tuning: null });
+  // the ids after the first SKIP of a run come at the GPU's pace (the queue
+  // of steps in flight grows by one per id; the first wait for its latency)
+  const SKIP = Math.min(b.greedySlots ?? 2, 9) + 1;
+  if (engine.nCtx() - 2 < SKIP + 4) return done({ source: 'skipped', reason: 'the context is too short to time decoding', tuning: null });
   cache ??= await defaultTuningCache();
   const a = adapter ?? {};
   const key = `${a.vendor}|${a.architecture}|${a.device}|${a.description}|${b.kernelsHash}`;
@@ -111,10 +114,8 @@ export async function tuneDecode(engine, { mode = 'auto', cache = null, steps = 
   }
 
   // seconds per token of greedy decoding under tuning c, from an empty
-  // context: between the SKIP-th id and the last of n, the queue of steps in
-  // flight full by then (the first ids wait for the first step's latency)
+  // context: between the SKIP-th id and the last of n
   const token = Math.min(1, engine.info.n_vocab - 1);
-  const SKIP = (b.greedySlots ?? 2) + 1;
   const time = async (c, n) => {
     const a0 = performance.now();
     b.setMatvecTuning(c); // (a candidate the device refuses throws; the engine keeps the one before)
