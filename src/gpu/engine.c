@@ -105,14 +105,20 @@ sl_gpu_caps sl_gpu_device_caps(void) {
 
 /* ---- pipelines and ops --------------------------------------------------- */
 
+/* The pipeline made already from kernel text src, or 0. */
+static int32_t find_pipeline(const sl_gpu_engine *e, const char *src) {
+    for (int i = 0; i < e->n_pipes; i++)
+        if (!strcmp(e->pipes[i].source, src)) return e->pipes[i].handle;
+    return 0;
+}
+
 static int32_t get_pipeline(sl_gpu_engine *e, const sl_gpu_kernel_desc *d, sl_error *err) {
     char *src = sl_gpu_kernel_wgsl(d, err);
     if (!src) return 0;
-    for (int i = 0; i < e->n_pipes; i++) {
-        if (!strcmp(e->pipes[i].source, src)) {
-            free(src);
-            return e->pipes[i].handle;
-        }
+    const int32_t made = find_pipeline(e, src);
+    if (made) {
+        free(src);
+        return made;
     }
     if (e->n_pipes == e->cap_pipes) {
         int nc = e->cap_pipes ? 2 * e->cap_pipes : 32;
@@ -615,6 +621,16 @@ static void free_list(op_list *l) {
     *l = (op_list){0};
 }
 
+/* The ops of build_matvec_ops made again under e->params; the programs are
+ * recorded again when next used. */
+static int rebuild_matvec_ops(sl_gpu_engine *e, sl_error *err) {
+    free_list(&e->dec_layers);
+    free_list(&e->out_mv);
+    for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
+    e->n_progs = 0;
+    return build_matvec_ops(e, err);
+}
+
 int sl_gpu_set_matvec_tuning(sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs, sl_error *err) {
     if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
     if (e->active || e->pending_bytes) return sl_err(err, "an evaluation is in progress");
@@ -622,28 +638,19 @@ int sl_gpu_set_matvec_tuning(sl_gpu_engine *e, uint32_t rows, uint32_t units, ui
         if (e->greedy_pending[i]) return sl_err(err, "a greedy step is in flight");
     if (rows > 4) return sl_err(err, "mat-vec tuning: %u rows per invocation (at most 4)", rows);
     const sl_gpu_params before = e->params;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (attempt == 0) {
-            e->params.mv_rows = rows;
-            e->params.mv_units = units;
-            e->params.mv_min_wgs = min_wgs;
-        } else {
-            e->params = before; /* the tuning before, which built */
-        }
-        free_list(&e->dec_layers);
-        free_list(&e->out_mv);
-        /* the programs are recorded again when next used */
-        for (int i = 0; i < e->n_progs; i++) wg_release(e->progs[i].handle);
-        e->n_progs = 0;
-        sl_error ignored;
-        if (build_matvec_ops(e, attempt == 0 ? err : &ignored) == 0) return attempt == 0 ? 0 : -1;
-    }
-    e->broken = true;
+    e->params.mv_rows = rows;
+    e->params.mv_units = units;
+    e->params.mv_min_wgs = min_wgs;
+    if (rebuild_matvec_ops(e, err) == 0) return 0;
+    /* back to the tuning before, which built */
+    e->params = before;
+    sl_error ignored;
+    if (rebuild_matvec_ops(e, &ignored) != 0) e->broken = true;
     return -1;
 }
 
 char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs,
-                                   size_t *len, sl_error *err) {
+                                   sl_error *err) {
     const op_list *lists[] = {&e->dec_layers, &e->out_mv};
     char *out = NULL;
     size_t n = 0;
@@ -659,8 +666,7 @@ char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32
                 free(out);
                 return NULL;
             }
-            bool known = false; /* made already, or listed */
-            for (int k = 0; k < e->n_pipes && !known; k++) known = !strcmp(e->pipes[k].source, src);
+            bool known = find_pipeline(e, src) != 0; /* made already, or listed */
             for (size_t at = 0; at < n && !known; at += strlen(out + at) + 1) known = !strcmp(out + at, src);
             if (!known) {
                 const size_t sl = strlen(src) + 1;
@@ -683,7 +689,6 @@ char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32
         return NULL;
     }
     out[n] = '\0';
-    *len = n;
     return out;
 }
 
@@ -1011,13 +1016,14 @@ int sl_gpu_eval_end(sl_gpu_engine *e, float *logits, sl_error *err) {
 
 /* ---- greedy decoding on the GPU ----------------------------------------- */
 
+static bool greedy_slot_ok(int slot) { return slot >= 0 && slot < SL_GPU_GREEDY_SLOTS; }
+
 int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err) {
     const sl_gpu_plan *p = e->plan;
     const int32_t V = e->m->hp.n_vocab;
     if (e->broken) return sl_err(err, "the WebGPU context failed earlier; create a new one");
     if (e->active || e->pending_bytes) return sl_err(err, "an evaluation is in progress");
-    if (slot < 0 || slot >= SL_GPU_GREEDY_SLOTS)
-        return sl_err(err, "greedy read-back slot %d (0 to %d)", slot, SL_GPU_GREEDY_SLOTS - 1);
+    if (!greedy_slot_ok(slot)) return sl_err(err, "greedy read-back slot %d (0 to %d)", slot, SL_GPU_GREEDY_SLOTS - 1);
     if (e->greedy_pending[slot]) return sl_err(err, "greedy read-back slot %d is still pending", slot);
     if (n_segments(p) != 1) return sl_err(err, "greedy decoding on the GPU needs the whole model resident");
     if (token >= V || (token < 0 && !e->greedy_chained))
@@ -1047,11 +1053,11 @@ int sl_gpu_greedy_begin(sl_gpu_engine *e, int32_t token, int slot, sl_error *err
 bool sl_gpu_greedy_ok(const sl_gpu_engine *e) { return n_segments(e->plan) == 1; }
 
 int32_t sl_gpu_greedy_staging(const sl_gpu_engine *e, int slot) {
-    return slot >= 0 && slot < SL_GPU_GREEDY_SLOTS ? e->bufs[e->plan->buf_greedy[slot]] : 0;
+    return greedy_slot_ok(slot) ? e->bufs[e->plan->buf_greedy[slot]] : 0;
 }
 
 int32_t sl_gpu_greedy_end(sl_gpu_engine *e, int slot, sl_error *err) {
-    if (slot < 0 || slot >= SL_GPU_GREEDY_SLOTS || !e->greedy_pending[slot]) return sl_err(err, "no greedy step pending in slot %d", slot);
+    if (!greedy_slot_ok(slot) || !e->greedy_pending[slot]) return sl_err(err, "no greedy step pending in slot %d", slot);
     e->greedy_pending[slot] = false;
     uint32_t id = 0;
     if (wg_read_mapped(e->bufs[e->plan->buf_greedy[slot]], &id, 4) != 0) {

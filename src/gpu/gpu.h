@@ -99,10 +99,10 @@ bool sl_gpu_greedy_ok(const sl_gpu_engine *e);
  * flight. */
 int sl_gpu_set_matvec_tuning(sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs, sl_error *err);
 /* The texts of the kernels that tuning would add (not made yet), each
- * ending in a NUL, in *len bytes (malloc'd; +1 NUL at the end): to compile
- * them ahead, in parallel, before trying the tuning. */
+ * ending in a NUL, then an empty one (malloc'd): to compile them ahead,
+ * before trying the tuning. */
 char *sl_gpu_matvec_tuning_sources(const sl_gpu_engine *e, uint32_t rows, uint32_t units, uint32_t min_wgs,
-                                   size_t *len, sl_error *err);
+                                   sl_error *err);
 /* A hash of the text of every kernel the engine made so far (at creation:
  * those of the given tuning, for the model's shapes). */
 double sl_gpu_kernels_hash(const sl_gpu_engine *e);

@@ -166,8 +166,7 @@ SL_EXPORT("gpu_matvec_tuning_sources") char *wasm_gpu_matvec_tuning_sources(cons
         sl_err(sl_wasm_err(), "gpu_matvec_tuning_sources: bad arguments");
         return NULL;
     }
-    size_t len = 0;
-    return sl_gpu_matvec_tuning_sources(e, (uint32_t)rows, (uint32_t)units, (uint32_t)min_wgs, &len, sl_wasm_err());
+    return sl_gpu_matvec_tuning_sources(e, (uint32_t)rows, (uint32_t)units, (uint32_t)min_wgs, sl_wasm_err());
 }
 SL_EXPORT("gpu_kernels_hash") double wasm_gpu_kernels_hash(const sl_gpu_engine *e) { return e ? sl_gpu_kernels_hash(e) : 0; }
 SL_EXPORT("gpu_greedy_staging") int32_t wasm_gpu_greedy_staging(const sl_gpu_engine *e, int32_t slot) {

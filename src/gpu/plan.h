@@ -150,7 +150,7 @@ typedef struct sl_gpu_plan {
 
     int32_t buf_vectors, buf_rope, buf_act, buf_logits, buf_staging, buf_uniform, buf_tokens;
     /* greedy decoding on the GPU (gpu.h): the argmax's partials (kind LOGITS),
-     * two 4-byte id read-back slots (kind STAGING) */
+     * SL_GPU_GREEDY_SLOTS 4-byte id read-back slots (kind STAGING) */
     int32_t buf_argmax, buf_greedy[SL_GPU_GREEDY_SLOTS];
     int32_t *buf_k, *buf_v; /* [n_layer] */
     uint64_t rope_freq_offset; /* rope_inv_freq [n_rot/2] f32 in the vectors buffer */

@@ -580,10 +580,10 @@ export class Engine {
   // about GREEDY_QUEUE_MS of steps are in flight (at most
   // backend.greedySlots), so the GPU waits neither for the host between
   // tokens nor through a pause of the host (a garbage collection) shorter
-  // than that; stopping wastes at most that much GPU time. The context ends as if step()
-  // had followed every id but the last yielded (the consumer stops at an
-  // end-of-generation id without evaluating it): the steps in flight when the
-  // consumer stops are dropped.
+  // than that; stopping wastes at most that much GPU time. The context ends
+  // as if step() had followed every id but the last yielded (the consumer
+  // stops at an end-of-generation id without evaluating it): the steps in
+  // flight when the consumer stops are dropped.
   async *greedySteps(id, limit) {
     if (limit <= 0) return;
     const b = this.backend;

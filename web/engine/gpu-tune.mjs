@@ -33,6 +33,9 @@ export function isSoftwareAdapter(info) {
   return /swiftshader|llvmpipe|lavapipe|softpipe/i.test([info.vendor, info.architecture, info.device, info.description].join(' '));
 }
 
+// Whether option `tune` (true, 'auto', false) asks for tuning on this adapter.
+export const tuningWanted = (mode, adapter) => mode === true || (mode !== false && !isSoftwareAdapter(adapter));
+
 // Where tuning results are kept: { get(key), set(key, value) } (async).
 // Node: a JSON file ($STREAMLLM_GPU_TUNING_FILE, default
 // ~/.cache/stream-llm/gpu-tuning.json); browsers: the Cache API; else memory.
@@ -50,7 +53,6 @@ export async function defaultTuningCache() {
       }
     };
     return {
-      where: file,
       async get(key) { return (await readAll())[key]; },
       async set(key, value) {
         const all = await readAll();
@@ -65,7 +67,6 @@ export async function defaultTuningCache() {
   if (typeof caches !== 'undefined') {
     const url = (key) => new URL(`/stream-llm-gpu-tuning/${encodeURIComponent(key)}`, globalThis.location?.href ?? 'https://localhost/').href;
     return {
-      where: 'Cache API (stream-llm-gpu-tuning)',
       async get(key) {
         const r = await (await caches.open('stream-llm-gpu-tuning')).match(url(key));
         return r ? r.json() : undefined;
@@ -80,10 +81,12 @@ export async function defaultTuningCache() {
 
 export function memoryTuningCache() {
   const m = new Map();
-  return { where: 'memory', async get(key) { return m.get(key); }, async set(key, value) { m.set(key, value); } };
+  return { async get(key) { return m.get(key); }, async set(key, value) { m.set(key, value); } };
 }
 
 const pick = (c) => ({ rows: c.rows ?? 0, units: c.units ?? 0, minWorkgroups: c.minWorkgroups ?? 0 });
+const keyOf = (c) => JSON.stringify(pick(c));
+const DEFAULT = TUNING_CANDIDATES[0];
 
 // Tunes the decode mat-vecs of engine (an Engine with a loaded model on the
 // WebGPU backend). mode: true (always), 'auto' (not on software adapters),
@@ -97,7 +100,7 @@ export async function tuneDecode(engine, { mode = 'auto', cache = null, steps = 
   const adapter = engine.factory.adapterInfo?.() ?? null;
   if (mode === false) return done({ source: 'skipped', reason: 'not asked', tuning: null });
   if (!b?.setMatvecTuning || !b.greedy) return done({ source: 'skipped', reason: 'no greedy decoding on the GPU (the model is not resident)', tuning: null });
-  if (mode === 'auto' && isSoftwareAdapter(adapter)) return done({ source: 'skipped', reason: 'software adapter', tuning: null });
+  if (!tuningWanted(mode, adapter)) return done({ source: 'skipped', reason: 'software adapter', tuning: null });
   if (engine.nPast() !== 0) throw new EngineError('GPU tuning needs an empty context');
   // the ids after the first SKIP of a run come at the GPU's pace (the queue
   // of steps in flight grows by one per id; the first wait for its latency)
@@ -140,26 +143,23 @@ export async function tuneDecode(engine, { mode = 'auto', cache = null, steps = 
   const cap = engine.nCtx() - 2; // steps that fit the context
   let n = Math.min(cap, Math.max(steps, SKIP + 4));
   if (!(steps > 0)) {
-    const probe = await time(TUNING_CANDIDATES[0], Math.min(cap, SKIP + 16));
+    const probe = await time(DEFAULT, Math.min(cap, SKIP + 16));
     n = Math.min(cap, SKIP + Math.max(16, Math.min(96, Math.ceil(0.05 / Math.max(probe, 1e-6)))));
     for (let left = Math.min(1000, Math.ceil(0.3 / Math.max(probe, 1e-6))); left > 0; left -= cap)
-      await time(TUNING_CANDIDATES[0], Math.min(cap, Math.max(left, SKIP + 4)));
+      await time(DEFAULT, Math.min(cap, Math.max(left, SKIP + 4)));
   }
-  const timings = new Map(); // JSON of a candidate -> best seconds per token
-  const keyOf = (c) => JSON.stringify(pick(c));
-  const measure = async (list) => {
-    for (const c of list) {
-      const s = await time(c, n);
-      timings.set(keyOf(c), Math.min(s, timings.get(keyOf(c)) ?? Infinity));
-    }
+  const timings = new Map(); // keyOf(candidate) -> its best seconds per token
+  // one timing of c, kept in `timings` when its best
+  const measure = async (c) => {
+    const s = await time(c, n);
+    timings.set(keyOf(c), Math.min(s, timings.get(keyOf(c)) ?? Infinity));
+    return s;
   };
-  const best = () => [...timings].reduce((x, y) => (y[1] < x[1] ? y : x))[0];
-  // two rounds over the candidates, each keeping its best
-  await measure(TUNING_CANDIDATES);
-  await measure(TUNING_CANDIDATES);
+  // two rounds over the candidates
+  for (let r = 0; r < 2; r++) for (const c of TUNING_CANDIDATES) await measure(c);
   // the best change of each kind, together
-  const base = timings.get(keyOf(TUNING_CANDIDATES[0]));
-  const combo = pick(TUNING_CANDIDATES[0]);
+  const base = timings.get(keyOf(DEFAULT));
+  const combo = pick(DEFAULT);
   let changes = 0;
   for (const d of DIMS) {
     const wins = TUNING_CANDIDATES.filter((c) => c[d] !== 0 && timings.get(keyOf(c)) < base * (1 - TUNE_MARGIN));
@@ -169,26 +169,24 @@ export async function tuneDecode(engine, { mode = 'auto', cache = null, steps = 
   }
   if (changes > 1) {
     await b.prepareMatvecTunings?.([combo]);
-    await measure([combo, combo]);
+    await measure(combo);
+    await measure(combo);
   }
   // the leader against the default, in turn, three times more: kept only if
   // it beats the default by the margin every time (a noisy timing can make
   // any candidate look best once; on an H200 none beats the defaults)
-  const leader = JSON.parse(best());
+  const leader = JSON.parse([...timings].reduce((x, y) => (y[1] < x[1] ? y : x))[0]);
   let wins = 0;
-  if (keyOf(leader) !== keyOf(TUNING_CANDIDATES[0])) {
+  if (keyOf(leader) !== keyOf(DEFAULT)) {
     for (let r = 0; r < 3; r++) {
-      const d = await time(TUNING_CANDIDATES[0], n), l = await time(leader, n);
-      timings.set(keyOf(TUNING_CANDIDATES[0]), Math.min(d, timings.get(keyOf(TUNING_CANDIDATES[0]))));
-      timings.set(keyOf(leader), Math.min(l, timings.get(keyOf(leader))));
+      const d = await measure(DEFAULT), l = await measure(leader);
       if (l < d * (1 - TUNE_MARGIN)) wins++;
       else break;
     }
   }
-  const baseline = timings.get(keyOf(TUNING_CANDIDATES[0]));
-  const chosen = wins === 3 ? leader : pick(TUNING_CANDIDATES[0]);
+  const chosen = wins === 3 ? leader : pick(DEFAULT);
   b.setMatvecTuning(chosen);
-  await cache.set(key, { ...chosen, tokensPerSecond: 1 / timings.get(JSON.stringify(chosen)), defaultTokensPerSecond: 1 / baseline, at: new Date().toISOString() });
+  await cache.set(key, { ...chosen, tokensPerSecond: 1 / timings.get(keyOf(chosen)), defaultTokensPerSecond: 1 / timings.get(keyOf(DEFAULT)), at: new Date().toISOString() });
   return done({ source: 'measured', tuning: chosen, key, steps: n,
     timings: Object.fromEntries([...timings].map(([k, s]) => [k, 1 / s])) });
 }

@@ -5,7 +5,7 @@
 // this file only turns handles into WebGPU calls.
 
 import { EngineError } from './wasm.mjs';
-import { TUNING_CANDIDATES, isSoftwareAdapter } from './gpu-tune.mjs';
+import { TUNING_CANDIDATES, tuningWanted } from './gpu-tune.mjs';
 
 // Usage flags of bridge.h (WG_USAGE_*).
 const USAGE_STORAGE = 1;
@@ -409,8 +409,9 @@ export function createBridge(device, { wgslLanguageFeatures = globalThis.navigat
       }
     },
     // Compiles kernels ahead with createComputePipelineAsync, all at once
-    // (the driver compiles them in parallel); pipeline_create then takes
-    // them ready. A kernel that fails here is made again there, which
+    // (off the critical path: while the weights upload; in Node on an H200
+    // the candidates of an 8B took 11.5 s so, 20 s one after another);
+    // pipeline_create then takes them ready. A kernel that fails here is made again there, which
     // reports the error.
     async precompile(codes) {
       await Promise.all(codes.map((code) => {
@@ -541,9 +542,8 @@ export async function webgpuBackend(options = {}) {
   const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
   options = {
     budget: num(env.STREAMLLM_GPU_BUDGET), nOut: num(env.STREAMLLM_GPU_N_OUT), maxBinding: num(env.STREAMLLM_GPU_MAX_BINDING),
-    layouts: env.STREAMLLM_GPU_LAYOUT || undefined,
-    tune: env.STREAMLLM_GPU_TUNE === undefined || env.STREAMLLM_GPU_TUNE === '' ? undefined
-      : env.STREAMLLM_GPU_TUNE === '1' ? true : env.STREAMLLM_GPU_TUNE === '0' ? false : 'auto', int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
+    layouts: env.STREAMLLM_GPU_LAYOUT || undefined, int8: env.STREAMLLM_GPU_INT8 !== '0', firstChunk: num(env.STREAMLLM_GPU_FIRST_CHUNK),
+    tune: !env.STREAMLLM_GPU_TUNE ? undefined : env.STREAMLLM_GPU_TUNE === '1' ? true : env.STREAMLLM_GPU_TUNE === '0' ? false : 'auto',
     matvec: { rows: num(env.STREAMLLM_GPU_MV_ROWS), units: num(env.STREAMLLM_GPU_MV_UNITS), minWorkgroups: num(env.STREAMLLM_GPU_MV_MIN_WGS) },
     matmul: (([tokens, rows, invTokens]) => ({ tokens: num(tokens), rows: num(rows), invTokens: num(invTokens) }))((env.STREAMLLM_GPU_MM ?? '').split(',')),
     ...options,
@@ -616,7 +616,7 @@ export async function webgpuBackend(options = {}) {
       // (gpu-tune.mjs times them after the load: one after another, their
       // compiles took 2-5 s per candidate for Llama-3.1-8B on an H200)
       const fixedTuning = !!(tune.rows || tune.units || tune.minWorkgroups);
-      const tuneAhead = !fixedTuning && options.tune !== false && (options.tune === true || !isSoftwareAdapter(info)) && ex.gpu_greedy_ok(e)
+      const tuneAhead = !fixedTuning && tuningWanted(options.tune ?? 'auto', info) && ex.gpu_greedy_ok(e)
         ? prepareTunings(TUNING_CANDIDATES) : null;
       tuneAhead?.catch(() => {});
       const tensors = tensorList(mod, model);
@@ -676,13 +676,13 @@ export async function webgpuBackend(options = {}) {
         // whole model is resident: greedyBegin(token or -1, slot) submits a
         // step (-1: of the id the previous greedy step chose there), whose
         // chosen id greedyEnd(slot) returns once read back; Engine.greedySteps
-        // keeps a step in flight with them.
+        // keeps steps in flight with them (greedySlots of them at most).
         greedy: ex.gpu_greedy_ok(e) !== 0,
         greedySlots: ex.gpu_greedy_slots(),
         // per-device tuning (gpu-tune.mjs): the kernels' hash at creation, and
         // the decode mat-vecs' tuning changed in place (not when the options fix it)
         kernelsHash: ex.gpu_kernels_hash(e),
-        setMatvecTuning: tune.rows || tune.units || tune.minWorkgroups ? null : ({ rows = 0, units = 0, minWorkgroups = 0 }) => {
+        setMatvecTuning: fixedTuning ? null : ({ rows = 0, units = 0, minWorkgroups = 0 }) => {
           mod.status(ex.gpu_set_matvec_tuning(e, rows, units, minWorkgroups));
           bridge.check('WebGPU tuning');
         },
